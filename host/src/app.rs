@@ -1,0 +1,148 @@
+//! `beaker serve`: wires configuration, NATS, Postgres and the rules
+//! together, serves until a signal, then shuts down gracefully.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::ServeArgs;
+use crate::micro::{self, Identity, Registry};
+use crate::nats::{self, NatsError, redact_nats_urls};
+use crate::rules::{LoadError, RulesEngine};
+use crate::schema::{SchemaError, Schemas};
+use crate::service::{Service, ServiceLimits};
+use crate::store::{Store, StoreError, redact_url};
+
+/// The service's name in the NATS micro protocol.
+pub const SERVICE_NAME: &str = env!("CARGO_PKG_NAME");
+/// The service's version in the NATS micro protocol.
+pub const SERVICE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why the service could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    #[error("cannot subscribe on NATS: {0}")]
+    Subscribe(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot load the rules: {0}")]
+    Rules(#[from] LoadError),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("cannot listen for signals: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs the service until SIGINT or SIGTERM.
+pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    let schemas = Schemas::compile()?;
+
+    let db = args.db.config();
+    tracing::info!(database = %redact_url(&db.url), "using database");
+    if !args.service.skip_migrations && Store::ensure_database(&db.url).await? {
+        tracing::info!("created the database");
+    }
+    let store = Store::connect_lazy(&db)?;
+    if !args.service.skip_migrations {
+        store.migrate().await?;
+        tracing::info!("database migrations applied");
+    }
+
+    let sandbox = args.rules.sandbox(args.service.max_in_flight);
+    let engine = RulesEngine::new(sandbox)?;
+    let rules = engine.load_file(&args.rules.path).await?;
+    tracing::info!(
+        path = %args.rules.path.display(),
+        rules = %rules.name,
+        rules_version = %rules.version,
+        digest = %rules.short_digest(),
+        "rules loaded"
+    );
+
+    let client = nats::connect(&args.nats, SERVICE_NAME).await?;
+    let identity = Identity {
+        name: SERVICE_NAME.to_string(),
+        id: micro::new_instance_id(),
+        version: SERVICE_VERSION.to_string(),
+        description: "Inventory: add, remove and get product stock".to_string(),
+        queue_group: args.service.queue_group.clone(),
+    };
+    let registry = Registry::new(identity.clone(), BTreeMap::new());
+    let service = Service::new(
+        schemas,
+        store.clone(),
+        engine,
+        rules,
+        client.clone(),
+        registry.clone(),
+        ServiceLimits {
+            max_request_bytes: args.service.max_request_bytes,
+            max_in_flight: args.service.max_in_flight,
+        },
+    );
+
+    let subscriptions = Service::subscribe(&client, &identity.queue_group)
+        .await
+        .map_err(|e| ServeError::Subscribe(e.to_string()))?;
+    let discovery = micro::subscribe(&client, &registry)
+        .await
+        .map_err(|e| ServeError::Subscribe(e.to_string()))?;
+    // Make sure the server has our subscriptions before we say we are ready.
+    client
+        .flush()
+        .await
+        .map_err(|e| ServeError::Subscribe(e.to_string()))?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let discovery_task = tokio::spawn(micro::serve(
+        client.clone(),
+        registry.clone(),
+        discovery,
+        stop_rx.clone(),
+    ));
+    let shutdown_timeout = Duration::from_millis(args.service.shutdown_timeout_ms);
+    let serving = {
+        let service = service.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move { service.serve(subscriptions, stop, shutdown_timeout).await })
+    };
+
+    tracing::info!(
+        nats = %redact_nats_urls(&args.nats.url),
+        service = SERVICE_NAME,
+        version = SERVICE_VERSION,
+        instance = %identity.id,
+        queue_group = %identity.queue_group,
+        "ready"
+    );
+
+    wait_for_signal().await.map_err(ServeError::Signals)?;
+    tracing::info!("shutting down: no new requests; answering those in flight");
+    let _ = stop_tx.send(true);
+    if let Err(e) = serving.await {
+        tracing::error!(error = %e, "serving task failed");
+    }
+    if let Err(e) = discovery_task.await {
+        tracing::error!(error = %e, "discovery task failed");
+    }
+    if let Err(e) = client.drain().await {
+        tracing::warn!(error = %e, "cannot drain the NATS connection");
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("received SIGTERM"),
+        _ = int.recv() => tracing::info!("received SIGINT"),
+    }
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! Configuration: environment first, with flags that mirror every variable.
+//! `beaker <command> --help` documents both.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::rules::SandboxLimits;
+use crate::store::DbConfig;
+
+/// Where the default rules component lands after `make build`.
+pub const DEFAULT_RULES_PATH: &str = "target/wasm32-wasip2/release/beaker_rules.wasm";
+
+/// How to reach NATS, and as whom.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "NATS")]
+pub struct NatsArgs {
+    /// NATS server URL(s), comma-separated.
+    #[arg(
+        id = "nats_url",
+        long = "nats-url",
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub url: String,
+    /// Credentials file (JWT and nkey seed), as issued by an account operator.
+    #[arg(long = "nats-creds", env = "NATS_CREDS", value_name = "FILE")]
+    pub creds: Option<PathBuf>,
+    /// Nkey seed (starts with `SU`) to authenticate with.
+    #[arg(
+        long = "nats-nkey",
+        env = "NATS_NKEY",
+        hide_env_values = true,
+        value_name = "SEED"
+    )]
+    pub nkey: Option<String>,
+    /// Token to authenticate with.
+    #[arg(long = "nats-token", env = "NATS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// User name to authenticate with (with --nats-password).
+    #[arg(long = "nats-user", env = "NATS_USER")]
+    pub user: Option<String>,
+    /// Password to authenticate with (with --nats-user).
+    #[arg(long = "nats-password", env = "NATS_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// CA certificate (PEM) to verify the server's TLS certificate with.
+    #[arg(long = "nats-tls-ca", env = "NATS_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS (with --nats-tls-key).
+    #[arg(long = "nats-tls-cert", env = "NATS_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS (with --nats-tls-cert).
+    #[arg(long = "nats-tls-key", env = "NATS_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Refuse to connect without TLS.
+    #[arg(long = "nats-tls-required", env = "NATS_TLS_REQUIRED")]
+    pub tls_required: bool,
+    /// How long to wait for the NATS connection, in milliseconds.
+    #[arg(
+        long = "nats-connect-timeout-ms",
+        env = "NATS_CONNECT_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub connect_timeout_ms: u64,
+}
+
+/// Which Postgres database, and how to use it.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Database")]
+pub struct DbArgs {
+    /// Postgres URL. The database is created if it does not exist.
+    #[arg(
+        id = "database_url",
+        long = "database-url",
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/beaker",
+        hide_env_values = true
+    )]
+    pub url: String,
+    /// Most connections the pool opens.
+    #[arg(
+        long = "db-max-connections",
+        env = "BEAKER_DB_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before it gets a 503, in milliseconds.
+    #[arg(
+        long = "db-acquire-timeout-ms",
+        env = "BEAKER_DB_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 2000
+    )]
+    pub acquire_timeout_ms: u64,
+    /// The longest any statement may run, in milliseconds.
+    #[arg(
+        long = "db-statement-timeout-ms",
+        env = "BEAKER_DB_STATEMENT_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub statement_timeout_ms: u64,
+}
+
+impl DbArgs {
+    pub fn config(&self) -> DbConfig {
+        DbConfig {
+            url: self.url.clone(),
+            max_connections: self.max_connections.max(1),
+            acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
+            statement_timeout: Duration::from_millis(self.statement_timeout_ms),
+        }
+    }
+}
+
+/// The rules component and its sandbox.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Rules")]
+pub struct RulesArgs {
+    /// Path to the rules component (.wasm).
+    #[arg(long = "rules", env = "BEAKER_RULES", default_value = DEFAULT_RULES_PATH, value_name = "FILE")]
+    pub path: PathBuf,
+    /// Memory cap of one rules instance, in MiB.
+    #[arg(
+        long = "rules-memory-mib",
+        env = "BEAKER_RULES_MEMORY_MIB",
+        default_value_t = 8
+    )]
+    pub memory_mib: u32,
+    /// Deadline of one rules call, in milliseconds.
+    #[arg(
+        long = "rules-deadline-ms",
+        env = "BEAKER_RULES_DEADLINE_MS",
+        default_value_t = 50
+    )]
+    pub deadline_ms: u64,
+}
+
+impl RulesArgs {
+    pub fn sandbox(&self, max_instances: u32) -> SandboxLimits {
+        SandboxLimits {
+            max_memory_bytes: usize::try_from(self.memory_mib.max(1))
+                .unwrap_or(usize::MAX)
+                .saturating_mul(1 << 20),
+            deadline: Duration::from_millis(self.deadline_ms.max(1)),
+            max_instances: max_instances.saturating_add(8),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON otherwise.
+    Auto,
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging, shared by every command.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Logging")]
+pub struct LogArgs {
+    /// Log format. The level is set with RUST_LOG (default `info`).
+    #[arg(long = "log-format", env = "BEAKER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto, global = true)]
+    pub format: LogFormat,
+}
+
+/// Everything `beaker serve` needs.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+/// How the service takes requests.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Service")]
+pub struct ServiceArgs {
+    /// NATS queue group the endpoints join; instances in one group share the load.
+    #[arg(long = "queue-group", env = "BEAKER_QUEUE_GROUP", default_value = "q")]
+    pub queue_group: String,
+    /// Requests processed at once; more get an immediate 503 rather than waiting in a queue.
+    #[arg(
+        long = "max-in-flight",
+        env = "BEAKER_MAX_IN_FLIGHT",
+        default_value_t = 256
+    )]
+    pub max_in_flight: u32,
+    /// Largest request body accepted, in bytes.
+    #[arg(
+        long = "max-request-bytes",
+        env = "BEAKER_MAX_REQUEST_BYTES",
+        default_value_t = 16384
+    )]
+    pub max_request_bytes: usize,
+    /// Do not run database migrations at start.
+    #[arg(long = "skip-migrations", env = "BEAKER_SKIP_MIGRATIONS")]
+    pub skip_migrations: bool,
+    /// On SIGTERM or SIGINT, how long to wait for requests in flight, in milliseconds.
+    #[arg(
+        long = "shutdown-timeout-ms",
+        env = "BEAKER_SHUTDOWN_TIMEOUT_MS",
+        default_value_t = 10000
+    )]
+    pub shutdown_timeout_ms: u64,
+}

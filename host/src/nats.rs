@@ -1,0 +1,121 @@
+//! Connecting to NATS with the configured authentication and TLS.
+
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions, Event};
+
+use crate::config::NatsArgs;
+
+/// Why the connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    #[error("cannot read NATS credentials file {path}: {source}")]
+    Credentials {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("--nats-user and --nats-password must be given together")]
+    UserWithoutPassword,
+    #[error("--nats-tls-cert and --nats-tls-key must be given together")]
+    CertWithoutKey,
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Connect { url: String, reason: String },
+}
+
+/// Connects, failing fast with a clear message when the server is not there.
+pub async fn connect(args: &NatsArgs, client_name: &str) -> Result<Client, NatsError> {
+    let mut options = ConnectOptions::new()
+        .name(client_name)
+        .connection_timeout(Duration::from_millis(args.connect_timeout_ms.max(100)))
+        .event_callback(|event| async move {
+            match event {
+                Event::Connected => tracing::info!("NATS connection (re-)established"),
+                Event::Disconnected => tracing::warn!("NATS connection lost; reconnecting"),
+                Event::ServerError(e) => tracing::error!(error = %e, "NATS server error"),
+                Event::ClientError(e) => tracing::error!(error = %e, "NATS client error"),
+                Event::SlowConsumer(sid) => {
+                    tracing::warn!(subscription = sid, "NATS slow consumer: messages dropped")
+                }
+                other => tracing::info!(event = %other, "NATS event"),
+            }
+        });
+    if let Some(path) = &args.creds {
+        options =
+            options
+                .credentials_file(path)
+                .await
+                .map_err(|source| NatsError::Credentials {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+    }
+    if let Some(seed) = &args.nkey {
+        options = options.nkey(seed.clone());
+    }
+    if let Some(token) = &args.token {
+        options = options.token(token.clone());
+    }
+    match (&args.user, &args.password) {
+        (Some(user), Some(password)) => {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        (None, None) => {}
+        _ => return Err(NatsError::UserWithoutPassword),
+    }
+    if let Some(ca) = &args.tls_ca {
+        options = options.add_root_certificates(ca.clone());
+    }
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        (None, None) => {}
+        _ => return Err(NatsError::CertWithoutKey),
+    }
+    if args.tls_required {
+        options = options.require_tls(true);
+    }
+    let servers: Vec<&str> = args.url.split(',').map(str::trim).collect();
+    let redacted = redact_nats_urls(&args.url);
+    options
+        .connect(servers)
+        .await
+        .map_err(|e| NatsError::Connect {
+            url: redacted,
+            reason: e.to_string(),
+        })
+}
+
+/// The server list with any user info in the URLs removed, for logs.
+pub fn redact_nats_urls(urls: &str) -> String {
+    urls.split(',')
+        .map(|u| {
+            let u = u.trim();
+            match u.rsplit_once('@') {
+                Some((scheme_and_user, host)) => match scheme_and_user.split_once("://") {
+                    Some((scheme, _)) => format!("{scheme}://***@{host}"),
+                    None => format!("***@{host}"),
+                },
+                None => u.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_info_never_reaches_logs() {
+        assert_eq!(
+            redact_nats_urls("nats://alice:s3cret@h1:4222, tls://tok3n@h2:4222"),
+            "nats://***@h1:4222,tls://***@h2:4222"
+        );
+        assert_eq!(
+            redact_nats_urls("nats://127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
+    }
+}

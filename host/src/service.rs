@@ -1,0 +1,509 @@
+//! The `stock.*` endpoints: decode, validate, decide, store, answer.
+//!
+//! Every request gets exactly one answer. Whatever the payload, whatever
+//! the rules or the database do, the handler produces a [`Reply`] that is
+//! checked against the response schema before it is sent.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use async_nats::{Client, HeaderMap, HeaderValue, Message, Subscriber};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::{Semaphore, watch};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::micro::Registry;
+use crate::rules::{self, CallError, Decision, Event, Operation, Rejection, Rules, RulesEngine};
+use crate::schema::Schemas;
+use crate::store::{Movement, RulesStamp, Store, StoreError};
+use crate::wire::{
+    ERROR_CODE_HEADER, ERROR_HEADER, Endpoint, ErrorCode, LOW_STOCK_SUBJECT, LowStockEvent, Reply,
+    StockRequest,
+};
+
+/// How often a change is decided again when a new product was created
+/// concurrently; the second attempt always finds the row.
+const MAX_ATTEMPTS: usize = 3;
+
+/// Limits on what one instance takes on.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceLimits {
+    pub max_request_bytes: usize,
+    pub max_in_flight: u32,
+}
+
+/// Everything a request needs, shared by all of them.
+pub struct Service {
+    schemas: Schemas,
+    store: Store,
+    engine: RulesEngine,
+    rules: ArcSwap<Rules>,
+    client: Client,
+    registry: Arc<Registry>,
+    limits: ServiceLimits,
+    permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    pub fn new(
+        schemas: Schemas,
+        store: Store,
+        engine: RulesEngine,
+        rules: Rules,
+        client: Client,
+        registry: Arc<Registry>,
+        limits: ServiceLimits,
+    ) -> Arc<Self> {
+        let service = Arc::new(Self {
+            schemas,
+            store,
+            engine,
+            rules: ArcSwap::from_pointee(rules),
+            client,
+            registry,
+            permits: Arc::new(Semaphore::new(limits.max_in_flight.max(1) as usize)),
+            limits,
+        });
+        service.publish_rules_metadata();
+        service
+    }
+
+    /// The rules serving new requests.
+    pub fn active_rules(&self) -> Arc<Rules> {
+        self.rules.load_full()
+    }
+
+    fn publish_rules_metadata(&self) {
+        let rules = self.rules.load();
+        self.registry.set_metadata("rules_name", rules.name.clone());
+        self.registry
+            .set_metadata("rules_version", rules.version.clone());
+        self.registry
+            .set_metadata("rules_digest", rules.digest.clone());
+        self.registry
+            .set_metadata("rules_since", rules.loaded_at.to_rfc3339());
+    }
+
+    /// Subscribes the endpoints (in the queue group) and serves them until
+    /// `stop` turns true; then drains the subscriptions, answers what was
+    /// already received, and waits for every request in flight.
+    pub async fn serve(
+        self: &Arc<Self>,
+        subscriptions: Vec<(Endpoint, Subscriber)>,
+        stop: watch::Receiver<bool>,
+        shutdown_timeout: Duration,
+    ) {
+        let loops: Vec<_> = subscriptions
+            .into_iter()
+            .map(|(endpoint, sub)| {
+                let service = self.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move { service.endpoint_loop(endpoint, sub, stop).await })
+            })
+            .collect();
+        for handle in loops {
+            if let Err(e) = handle.await {
+                tracing::error!(error = %e, "endpoint loop ended abnormally");
+            }
+        }
+        // Every permit back means every request in flight was answered.
+        let all = self.limits.max_in_flight.max(1);
+        match tokio::time::timeout(shutdown_timeout, self.permits.acquire_many(all)).await {
+            Ok(_) => tracing::info!("every request in flight was answered"),
+            Err(_) => tracing::warn!(
+                timeout_ms = shutdown_timeout.as_millis() as u64,
+                "requests still in flight at the shutdown timeout"
+            ),
+        }
+    }
+
+    /// Subscribes to one endpoint's subject in the queue group.
+    pub async fn subscribe(
+        client: &Client,
+        queue_group: &str,
+    ) -> Result<Vec<(Endpoint, Subscriber)>, async_nats::SubscribeError> {
+        let mut subscriptions = Vec::new();
+        for endpoint in Endpoint::ALL {
+            let sub = client
+                .queue_subscribe(endpoint.subject(), queue_group.to_string())
+                .await?;
+            subscriptions.push((endpoint, sub));
+        }
+        Ok(subscriptions)
+    }
+
+    async fn endpoint_loop(
+        self: Arc<Self>,
+        endpoint: Endpoint,
+        mut sub: Subscriber,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                () = stopped(&mut stop), if !draining => {
+                    draining = true;
+                    // Stop receiving, but keep the messages already here.
+                    if let Err(e) = sub.drain().await {
+                        tracing::warn!(error = %e, endpoint = endpoint.name(), "cannot drain subscription");
+                        break;
+                    }
+                }
+                next = sub.next() => {
+                    let Some(message) = next else { break };
+                    self.dispatch(endpoint, message).await;
+                }
+            }
+        }
+    }
+
+    /// Hands a message to its own task, or answers 503 at once when the
+    /// instance is at its limit of requests in flight.
+    async fn dispatch(self: &Arc<Self>, endpoint: Endpoint, message: Message) {
+        let received = Instant::now();
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let service = self.clone();
+                tokio::spawn(async move {
+                    service.answer(endpoint, message, received).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                let reply = Reply::error(
+                    ErrorCode::Unavailable,
+                    "the service is busy; try again shortly",
+                );
+                tracing::warn!(
+                    endpoint = endpoint.name(),
+                    "at the limit of requests in flight"
+                );
+                self.send(endpoint, &message, &reply, received).await;
+            }
+        }
+    }
+
+    async fn answer(&self, endpoint: Endpoint, message: Message, received: Instant) {
+        let request_id = Uuid::now_v7();
+        let span = tracing::info_span!(
+            "request",
+            endpoint = endpoint.subject(),
+            request_id = %request_id,
+            sku = tracing::field::Empty,
+        );
+        async {
+            let reply = self.handle(endpoint, &message.payload, request_id).await;
+            match &reply {
+                Reply::Ok { level, .. } => tracing::debug!(level, "answered"),
+                Reply::Err { code, message } if code.is_callers() => {
+                    tracing::info!(code = code.code(), error = %message, "refused")
+                }
+                Reply::Err { code, message } => {
+                    tracing::error!(code = code.code(), error = %message, "failed")
+                }
+            }
+            self.send(endpoint, &message, &reply, received).await;
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Decodes, validates and executes one request. Never panics on input.
+    pub async fn handle(&self, endpoint: Endpoint, payload: &[u8], request_id: Uuid) -> Reply {
+        let request = match self.decode(endpoint, payload) {
+            Ok(request) => request,
+            Err(reply) => return reply,
+        };
+        tracing::Span::current().record("sku", request.sku.as_str());
+        let rules = self.rules.load_full();
+        match endpoint {
+            Endpoint::Get => self.get(&rules, request).await,
+            Endpoint::Add | Endpoint::Remove => {
+                self.change(&rules, endpoint, request, request_id).await
+            }
+        }
+    }
+
+    /// Turns raw bytes into a schema-valid request, or the reply that says
+    /// precisely what is wrong with them.
+    fn decode(&self, endpoint: Endpoint, payload: &[u8]) -> Result<StockRequest, Reply> {
+        let bad = |message: String| Reply::error(ErrorCode::BadRequest, message);
+        if payload.len() > self.limits.max_request_bytes {
+            return Err(bad(format!(
+                "request body is {} bytes; at most {} are accepted",
+                payload.len(),
+                self.limits.max_request_bytes
+            )));
+        }
+        if payload.iter().all(u8::is_ascii_whitespace) {
+            return Err(bad(format!(
+                "request body is empty: send a JSON object such as {}",
+                example(endpoint)
+            )));
+        }
+        let text = std::str::from_utf8(payload).map_err(|e| {
+            bad(format!(
+                "request body is not valid UTF-8 (at byte {})",
+                e.valid_up_to()
+            ))
+        })?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| bad(format!("request body is not valid JSON: {e}")))?;
+        self.schemas
+            .check_request(endpoint, &value)
+            .map_err(|e| bad(format!("invalid {} request: {e}", endpoint.subject())))?;
+        serde_json::from_value(value).map_err(|e| {
+            // The schema and the type agree, so this is a defect.
+            Reply::error(
+                ErrorCode::Internal,
+                format!("cannot decode a schema-valid request: {e}"),
+            )
+        })
+    }
+
+    async fn get(&self, rules: &Rules, request: StockRequest) -> Reply {
+        let current = match self.store.level(&request.sku).await {
+            Ok(current) => current,
+            Err(e) => return store_failure(e),
+        };
+        let ask = rules::Request {
+            sku: request.sku.clone(),
+            operation: Operation::Get,
+        };
+        match self.engine.decide(rules, &ask, current).await {
+            Ok(Ok(decision)) => Reply::Ok {
+                sku: request.sku,
+                level: decision.level,
+            },
+            Ok(Err(rejection)) => rejected(rejection),
+            Err(e) => rules_failure(rules, e),
+        }
+    }
+
+    async fn change(
+        &self,
+        rules: &Rules,
+        endpoint: Endpoint,
+        request: StockRequest,
+        request_id: Uuid,
+    ) -> Reply {
+        let Some(quantity) = request.quantity else {
+            return Reply::error(ErrorCode::BadRequest, "quantity is required");
+        };
+        let (operation, name) = match endpoint {
+            Endpoint::Add => (Operation::Add(quantity), "add"),
+            _ => (Operation::Remove(quantity), "remove"),
+        };
+        let ask = rules::Request {
+            sku: request.sku.clone(),
+            operation,
+        };
+        for _ in 0..MAX_ATTEMPTS {
+            let change = match self.store.begin_change(&request.sku).await {
+                Ok(change) => change,
+                Err(e) => return store_failure(e),
+            };
+            let decision = match self.engine.decide(rules, &ask, change.current).await {
+                Ok(Ok(decision)) => decision,
+                Ok(Err(rejection)) => return rejected(rejection),
+                Err(e) => return rules_failure(rules, e),
+            };
+            let events = match self.encode_events(&decision) {
+                Ok(events) => events,
+                Err(reply) => return reply,
+            };
+            let movement = Movement {
+                operation: name,
+                quantity,
+                level_after: decision.level,
+                rules: RulesStamp {
+                    name: rules.name.clone(),
+                    version: rules.version.clone(),
+                    digest: rules.digest.clone(),
+                },
+                request_id,
+                trace_id: None,
+            };
+            match change.commit(&movement).await {
+                Ok(()) => {
+                    self.publish_events(events).await;
+                    return Reply::Ok {
+                        sku: request.sku,
+                        level: decision.level,
+                    };
+                }
+                Err(StoreError::Contended) => continue,
+                Err(e) => return store_failure(e),
+            }
+        }
+        Reply::error(
+            ErrorCode::Unavailable,
+            "the product is being changed by many requests at once; try again",
+        )
+    }
+
+    /// Serializes the decision's events and checks them against their
+    /// schema before anything is written.
+    fn encode_events(&self, decision: &Decision) -> Result<Vec<(&'static str, Bytes)>, Reply> {
+        let mut encoded = Vec::with_capacity(decision.events.len());
+        for event in &decision.events {
+            match event {
+                Event::LowStock(low) => {
+                    let value = serde_json::json!(LowStockEvent {
+                        sku: low.sku.clone(),
+                        level: low.level,
+                    });
+                    if let Err(e) = self.schemas.check_low_stock_event(&value) {
+                        tracing::error!(error = %e, "rules asked for an invalid low-stock event");
+                        return Err(internal());
+                    }
+                    encoded.push((LOW_STOCK_SUBJECT, Bytes::from(value.to_string())));
+                }
+            }
+        }
+        Ok(encoded)
+    }
+
+    /// Publishes events after their change committed.
+    async fn publish_events(&self, events: Vec<(&'static str, Bytes)>) {
+        for (subject, payload) in events {
+            if let Err(e) = self.client.publish(subject, payload).await {
+                tracing::error!(error = %e, subject, "cannot publish event");
+            }
+        }
+    }
+
+    /// Sends the reply with the micro error headers, after checking it
+    /// against the response schema, and records it in the statistics.
+    async fn send(&self, endpoint: Endpoint, message: &Message, reply: &Reply, received: Instant) {
+        let checked = self.checked(endpoint, reply);
+        let reply = checked.as_ref().unwrap_or(reply);
+        let body = match serde_json::to_vec(&reply.body()) {
+            Ok(body) => Bytes::from(body),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a reply");
+                Bytes::from_static(br#"{"ok":false,"error":"internal error"}"#)
+            }
+        };
+        let error = match reply {
+            Reply::Err { code, message } => Some((code.code(), message.as_str())),
+            Reply::Ok { .. } => None,
+        };
+        self.registry.record(endpoint, received.elapsed(), error);
+        let Some(reply_to) = message.reply.clone() else {
+            tracing::debug!("request without a reply subject; nothing to answer");
+            return;
+        };
+        let result = match reply {
+            Reply::Ok { .. } => self.client.publish(reply_to, body).await,
+            Reply::Err { code, message } => {
+                let mut headers = HeaderMap::new();
+                headers.insert(ERROR_HEADER, header_text(message, code.status()));
+                headers.insert(ERROR_CODE_HEADER, code.code().to_string().as_str());
+                self.client
+                    .publish_with_headers(reply_to, headers, body)
+                    .await
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot send a reply");
+        }
+    }
+
+    /// `None` when the reply matches its schema; otherwise the 500 to send
+    /// instead.
+    fn checked(&self, endpoint: Endpoint, reply: &Reply) -> Option<Reply> {
+        let value = serde_json::to_value(reply.body()).ok()?;
+        match self.schemas.check_response(endpoint, &value) {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "reply does not match its schema; sending 500");
+                Some(internal())
+            }
+        }
+    }
+}
+
+fn internal() -> Reply {
+    Reply::error(ErrorCode::Internal, "internal error; nothing was changed")
+}
+
+fn rejected(rejection: Rejection) -> Reply {
+    match rejection {
+        Rejection::InvalidRequest(m) => Reply::error(ErrorCode::BadRequest, m),
+        Rejection::UnknownProduct(m) => Reply::error(ErrorCode::NotFound, m),
+        Rejection::RuleViolated(m) => Reply::error(ErrorCode::Conflict, m),
+    }
+}
+
+fn rules_failure(rules: &Rules, error: CallError) -> Reply {
+    tracing::error!(
+        violation = error.kind(),
+        error = %error,
+        rules = %rules.name,
+        rules_version = %rules.version,
+        "rules call failed"
+    );
+    match error {
+        CallError::Exhausted(_) => Reply::error(
+            ErrorCode::Unavailable,
+            "the service is busy; try again shortly",
+        ),
+        _ => Reply::error(
+            ErrorCode::Internal,
+            "the inventory rules failed on this request; nothing was changed",
+        ),
+    }
+}
+
+fn store_failure(error: StoreError) -> Reply {
+    match error {
+        StoreError::Unavailable(detail) => {
+            tracing::error!(error = %detail, "database unavailable");
+            Reply::error(
+                ErrorCode::Unavailable,
+                "the inventory database is unavailable; try again later",
+            )
+        }
+        other => {
+            tracing::error!(error = %other, "database failure");
+            internal()
+        }
+    }
+}
+
+/// A header value: the message if it is a valid header value, else the
+/// status text. Header values cannot carry line breaks.
+fn header_text(message: &str, fallback: &str) -> HeaderValue {
+    let clean: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    clean
+        .parse::<HeaderValue>()
+        .unwrap_or_else(|_| HeaderValue::from(fallback))
+}
+
+fn example(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Get => r#"{"product-sku":"widget-1"}"#,
+        _ => r#"{"product-sku":"widget-1","quantity":5}"#,
+    }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

@@ -1,0 +1,242 @@
+//! The wire format shared with the reference service: subjects, JSON
+//! bodies and the NATS micro error headers.
+
+use serde::{Deserialize, Serialize};
+
+/// Subject of the low-stock event.
+pub const LOW_STOCK_SUBJECT: &str = "events.low_stock";
+/// The NATS micro header carrying a failed request's description.
+pub const ERROR_HEADER: &str = "Nats-Service-Error";
+/// The NATS micro header carrying a failed request's numeric code.
+pub const ERROR_CODE_HEADER: &str = "Nats-Service-Error-Code";
+
+/// The service's endpoints, under the group `stock`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Add,
+    Remove,
+    Get,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 3] = [Endpoint::Add, Endpoint::Remove, Endpoint::Get];
+
+    /// The endpoint's name in `$SRV.INFO` and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Add => "add",
+            Endpoint::Remove => "remove",
+            Endpoint::Get => "get",
+        }
+    }
+
+    /// The endpoint's subject relative to the service's subject prefix.
+    pub fn subject(self) -> &'static str {
+        match self {
+            Endpoint::Add => "stock.add",
+            Endpoint::Remove => "stock.remove",
+            Endpoint::Get => "stock.get",
+        }
+    }
+}
+
+/// A decoded, schema-valid request.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StockRequest {
+    #[serde(rename = "product-sku")]
+    pub sku: String,
+    /// Absent on `stock.get`.
+    #[serde(default)]
+    pub quantity: Option<u32>,
+}
+
+/// The body of every reply: success or failure, as the reference sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Body {
+    Success {
+        ok: True,
+        #[serde(rename = "product-sku")]
+        sku: String,
+        quantity: u32,
+    },
+    Failure {
+        ok: False,
+        error: String,
+    },
+}
+
+/// Serializes as `true` only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "bool", into = "bool")]
+pub struct True;
+/// Serializes as `false` only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "bool", into = "bool")]
+pub struct False;
+
+impl From<True> for bool {
+    fn from(_: True) -> bool {
+        true
+    }
+}
+impl From<False> for bool {
+    fn from(_: False) -> bool {
+        false
+    }
+}
+impl TryFrom<bool> for True {
+    type Error = &'static str;
+    fn try_from(b: bool) -> Result<Self, Self::Error> {
+        if b { Ok(True) } else { Err("expected true") }
+    }
+}
+impl TryFrom<bool> for False {
+    type Error = &'static str;
+    fn try_from(b: bool) -> Result<Self, Self::Error> {
+        if b { Err("expected false") } else { Ok(False) }
+    }
+}
+
+/// The low-stock event's payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LowStockEvent {
+    #[serde(rename = "product-sku")]
+    pub sku: String,
+    #[serde(rename = "stock-level")]
+    pub level: u32,
+}
+
+/// The machine-readable outcome of a failed request, sent in
+/// `Nats-Service-Error-Code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The request is malformed or out of bounds.
+    BadRequest,
+    /// The product is not known.
+    NotFound,
+    /// A business rule refused the change.
+    Conflict,
+    /// The service failed; the caller did nothing wrong.
+    Internal,
+    /// A dependency (the database) is unavailable or the service is
+    /// saturated; retrying later may succeed.
+    Unavailable,
+}
+
+impl ErrorCode {
+    pub fn code(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
+            ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
+        }
+    }
+
+    /// The short status text in `Nats-Service-Error`.
+    pub fn status(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "Bad Request",
+            ErrorCode::NotFound => "Not Found",
+            ErrorCode::Conflict => "Conflict",
+            ErrorCode::Internal => "Internal Server Error",
+            ErrorCode::Unavailable => "Service Unavailable",
+        }
+    }
+
+    /// Whether the caller caused it (logged at info) or the system (error).
+    pub fn is_callers(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::BadRequest | ErrorCode::NotFound | ErrorCode::Conflict
+        )
+    }
+
+    /// The outcome label used in logs and metrics.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// What a request is answered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Ok { sku: String, level: u32 },
+    Err { code: ErrorCode, message: String },
+}
+
+impl Reply {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Reply::Err {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn body(&self) -> Body {
+        match self {
+            Reply::Ok { sku, level } => Body::Success {
+                ok: True,
+                sku: sku.clone(),
+                quantity: *level,
+            },
+            Reply::Err { message, .. } => Body::Failure {
+                ok: False,
+                error: message.clone(),
+            },
+        }
+    }
+
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Reply::Ok { .. } => None,
+            Reply::Err { code, .. } => Some(*code),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_serialize_as_the_reference_does() {
+        let ok = Reply::Ok {
+            sku: "a-1".into(),
+            level: 7,
+        };
+        assert_eq!(
+            serde_json::to_string(&ok.body()).expect("serializes"),
+            r#"{"ok":true,"product-sku":"a-1","quantity":7}"#
+        );
+        let err = Reply::error(ErrorCode::Conflict, "no");
+        assert_eq!(
+            serde_json::to_string(&err.body()).expect("serializes"),
+            r#"{"ok":false,"error":"no"}"#
+        );
+    }
+
+    #[test]
+    fn bodies_parse_back() {
+        let parsed: Body =
+            serde_json::from_str(r#"{"ok":false,"error":"x"}"#).expect("failure parses");
+        assert_eq!(
+            parsed,
+            Body::Failure {
+                ok: False,
+                error: "x".into()
+            }
+        );
+        let parsed: Body = serde_json::from_str(r#"{"ok":true,"product-sku":"a","quantity":1}"#)
+            .expect("success parses");
+        assert!(matches!(parsed, Body::Success { quantity: 1, .. }));
+    }
+}
