@@ -1,0 +1,598 @@
+//! The end-to-end harness: every test gets its own `nats-server` (with
+//! JetStream, on a free port), its own fresh Postgres database, and the real
+//! `beaker` binary serving against them, so tests run in parallel and never
+//! see each other's traffic.
+//!
+//! Readiness is signalled, never slept for: nats-server says "Server is
+//! ready" and beaker logs a `ready` line, and the harness waits for each.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use serde_json::Value;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Executor, PgPool};
+
+/// How long any process may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The workspace root (this crate lives in `tests/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The `beaker` binary built in the same profile as this test.
+pub fn beaker_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("BEAKER_BIN") {
+        return PathBuf::from(path);
+    }
+    // target/<profile>/deps/<test binary> → target/<profile>/beaker
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent().map(|dir| dir.join("beaker")))
+        .unwrap_or_else(|| workspace_root().join("target/release/beaker"))
+}
+
+/// The default rules component, built by `make build`.
+pub fn default_rules() -> PathBuf {
+    workspace_root().join("target/wasm32-wasip2/release/beaker_rules.wasm")
+}
+
+/// A folder for one test's logs and artefacts: `target/test-output/NAME`.
+pub fn output_dir(name: &str) -> PathBuf {
+    let dir = workspace_root().join("target/test-output").join(name);
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn nats_server_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("NATS_SERVER_BIN") {
+        return PathBuf::from(path);
+    }
+    for candidate in [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "/usr/local/bin/nats-server",
+    ] {
+        if Path::new(candidate).exists() {
+            return PathBuf::from(candidate);
+        }
+    }
+    PathBuf::from("nats-server")
+}
+
+/// Waits for a line matching `ready` on a child's output; keeps copying
+/// every line to `log` meanwhile and afterwards.
+fn watch_output(
+    stream: impl std::io::Read + Send + 'static,
+    log: PathBuf,
+    ready: impl Fn(&str) -> bool + Send + 'static,
+) -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .ok();
+        let mut signalled = false;
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if let Some(f) = file.as_mut() {
+                let _ = writeln!(f, "{line}");
+            }
+            if !signalled && ready(&line) {
+                signalled = true;
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx
+}
+
+/// A private nats-server with JetStream.
+#[derive(Debug)]
+pub struct NatsServer {
+    child: Child,
+    pub port: u16,
+    pub store_dir: tempfile::TempDir,
+    extra_args: Vec<String>,
+    log: PathBuf,
+}
+
+impl NatsServer {
+    pub fn start(name: &str) -> Result<Self> {
+        Self::start_with(name, &[])
+    }
+
+    /// Starts with extra command-line arguments (e.g. `-c FILE`).
+    pub fn start_with(name: &str, extra_args: &[&str]) -> Result<Self> {
+        let port = free_port()?;
+        let store_dir = tempfile::tempdir()?;
+        let log = output_dir(name).join("nats-server.log");
+        let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        let child = Self::spawn(port, store_dir.path(), &extra_args, &log)?;
+        Ok(Self {
+            child,
+            port,
+            store_dir,
+            extra_args,
+            log,
+        })
+    }
+
+    fn spawn(port: u16, store: &Path, extra: &[String], log: &Path) -> Result<Child> {
+        let mut child = Command::new(nats_server_bin())
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start nats-server (install it, or set NATS_SERVER_BIN)")?;
+        let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
+        let ready = watch_output(stderr, log.to_path_buf(), |l| l.contains("Server is ready"));
+        if ready.recv_timeout(READY_TIMEOUT).is_err() {
+            let _ = child.kill();
+            bail!(
+                "nats-server on port {port} did not become ready; see {}",
+                log.display()
+            );
+        }
+        Ok(child)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL): an outage.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port with the same JetStream store.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.child = Self::spawn(
+            self.port,
+            self.store_dir.path(),
+            &self.extra_args,
+            &self.log,
+        )?;
+        Ok(())
+    }
+
+    pub async fn client(&self) -> Result<async_nats::Client> {
+        Ok(async_nats::connect(self.url()).await?)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The server that holds the test databases.
+pub fn admin_url() -> String {
+    std::env::var("BEAKER_TEST_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A fresh database, dropped when the test ends.
+#[derive(Debug)]
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+}
+
+impl TestDb {
+    pub async fn create() -> Result<Self> {
+        let name = format!("beaker_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&admin_url())
+            .await
+            .context("cannot reach the test Postgres (set BEAKER_TEST_ADMIN_URL)")?;
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await?;
+        admin.close().await;
+        let base = admin_url();
+        let url = match base.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => bail!("admin URL {base} has no database part"),
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&url)
+            .await?;
+        Ok(Self { name, url, pool })
+    }
+
+    /// A product's level, or None when it has no row.
+    pub async fn level(&self, sku: &str) -> Result<Option<i32>> {
+        Ok(
+            sqlx::query_scalar("SELECT stock_level FROM inventory WHERE product_sku = $1")
+                .bind(sku)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Σ(level_after − level_before) over a product's ledger.
+    pub async fn ledger_sum(&self, sku: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COALESCE(SUM(level_after - level_before), 0)::bigint \
+             FROM stock_movements WHERE product_sku = $1",
+        )
+        .bind(sku)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    pub async fn count(&self, table: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop is synchronous; do the async cleanup on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok(admin) = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&admin_url())
+                    .await
+                {
+                    let _ = admin
+                        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                        .await;
+                    admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A running `beaker serve`.
+#[derive(Debug)]
+pub struct Beaker {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+/// How to start a `beaker serve`.
+#[derive(Debug, Clone)]
+pub struct BeakerConfig {
+    pub name: String,
+    pub nats_url: String,
+    pub database_url: String,
+    pub rules: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+}
+
+impl BeakerConfig {
+    pub fn new(name: &str, nats: &NatsServer, db: &TestDb) -> Self {
+        Self {
+            name: name.to_string(),
+            nats_url: nats.url(),
+            database_url: db.url.clone(),
+            rules: default_rules(),
+            env: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.to_string(), value.into()));
+        self
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+}
+
+impl Beaker {
+    /// Starts `beaker serve` and waits for its `ready` log line.
+    pub fn start(config: &BeakerConfig) -> Result<Self> {
+        let bin = beaker_bin();
+        if !bin.exists() {
+            bail!("{} is missing: run `make build` first", bin.display());
+        }
+        if !config.rules.exists() {
+            bail!(
+                "{} is missing: run `make build` first",
+                config.rules.display()
+            );
+        }
+        let dir = output_dir(&config.name);
+        let log = dir.join(format!("beaker-{}.log", uuid::Uuid::new_v4().simple()));
+        let mut command = Command::new(&bin);
+        command
+            .arg("serve")
+            .args(&config.args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("NATS_URL", &config.nats_url)
+            .env("DATABASE_URL", &config.database_url)
+            .env("BEAKER_RULES", &config.rules)
+            .env("BEAKER_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info,beaker=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in &config.env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().context("cannot start beaker")?;
+        let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
+        let ready = watch_output(stderr, log.clone(), |line| {
+            serde_json::from_str::<Value>(line)
+                .map(|v| v["message"] == "ready")
+                .unwrap_or(false)
+        });
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if ready.recv_timeout(Duration::from_millis(50)).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                bail!(
+                    "beaker exited with {status} before it was ready:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("beaker did not become ready; see {}", log.display());
+            }
+        }
+        Ok(Self {
+            child: Some(child),
+            log,
+        })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends a signal and waits (at most `timeout`) for the process to exit.
+    pub fn signal_and_wait(
+        &mut self,
+        signal: nix::sys::signal::Signal,
+        timeout: Duration,
+    ) -> Result<ExitStatus> {
+        let mut child = self.child.take().ok_or_else(|| anyhow!("not running"))?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
+        nix::sys::signal::kill(pid, signal)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("beaker did not exit within {timeout:?} of {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Every JSON log line written so far.
+    pub fn log_lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Beaker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A reply as a client sees it.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub raw: Bytes,
+    pub body: Value,
+    /// `Nats-Service-Error-Code`, if present.
+    pub code: Option<u16>,
+    /// `Nats-Service-Error`, if present.
+    pub error: Option<String>,
+}
+
+impl Answer {
+    pub fn ok(&self) -> bool {
+        self.body["ok"] == true && self.code.is_none()
+    }
+
+    /// The level reported by a successful reply.
+    pub fn level(&self) -> Option<i64> {
+        self.body["quantity"].as_i64()
+    }
+}
+
+/// Sends one request and returns the reply.
+pub async fn call(
+    client: &async_nats::Client,
+    subject: &str,
+    payload: impl Into<Bytes>,
+) -> Result<Answer> {
+    let message = client
+        .request(subject.to_string(), payload.into())
+        .await
+        .with_context(|| format!("request on {subject}"))?;
+    Ok(answer_from(message))
+}
+
+pub fn answer_from(message: async_nats::Message) -> Answer {
+    let header = |name: &str| {
+        message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.to_string())
+    };
+    let code = header("Nats-Service-Error-Code").and_then(|c| c.parse().ok());
+    let error = header("Nats-Service-Error");
+    let body = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
+    Answer {
+        raw: message.payload.clone(),
+        body,
+        code,
+        error,
+    }
+}
+
+/// A whole test environment: NATS, a database, one beaker, a client.
+#[derive(Debug)]
+pub struct TestEnv {
+    pub name: String,
+    pub nats: NatsServer,
+    pub db: TestDb,
+    pub beaker: Beaker,
+    pub client: async_nats::Client,
+}
+
+impl TestEnv {
+    pub async fn start(name: &str) -> Result<Self> {
+        Self::start_with(name, |c| c).await
+    }
+
+    /// Starts with a configuration adjusted by `adjust`.
+    pub async fn start_with(
+        name: &str,
+        adjust: impl FnOnce(BeakerConfig) -> BeakerConfig,
+    ) -> Result<Self> {
+        let nats = NatsServer::start(name)?;
+        let db = TestDb::create().await?;
+        let config = adjust(BeakerConfig::new(name, &nats, &db));
+        let beaker = Beaker::start(&config)?;
+        let client = nats.client().await?;
+        Ok(Self {
+            name: name.to_string(),
+            nats,
+            db,
+            beaker,
+            client,
+        })
+    }
+
+    pub async fn call(&self, subject: &str, payload: impl Into<Bytes>) -> Result<Answer> {
+        call(&self.client, subject, payload).await
+    }
+
+    pub async fn add(&self, sku: &str, quantity: i64) -> Result<Answer> {
+        self.call(
+            "stock.add",
+            serde_json::json!({"product-sku": sku, "quantity": quantity}).to_string(),
+        )
+        .await
+    }
+
+    pub async fn remove(&self, sku: &str, quantity: i64) -> Result<Answer> {
+        self.call(
+            "stock.remove",
+            serde_json::json!({"product-sku": sku, "quantity": quantity}).to_string(),
+        )
+        .await
+    }
+
+    pub async fn get(&self, sku: &str) -> Result<Answer> {
+        self.call(
+            "stock.get",
+            serde_json::json!({"product-sku": sku}).to_string(),
+        )
+        .await
+    }
+}
+
+/// Validators compiled straight from the files in `schemas/`, independent
+/// of the host's own copy, to check what callers receive.
+pub struct Contract {
+    validators: std::collections::HashMap<String, jsonschema::Validator>,
+}
+
+impl Contract {
+    pub fn load() -> Result<Self> {
+        let dir = workspace_root().join("schemas");
+        let mut documents = Vec::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| anyhow!("odd file name"))?
+                .to_string();
+            let value: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+            documents.push((name, value));
+        }
+        let registry = jsonschema::Registry::new()
+            .extend(documents.iter().map(|(_, v)| {
+                (
+                    v["$id"].as_str().unwrap_or_default().to_string(),
+                    jsonschema::Resource::from_contents(v.clone()),
+                )
+            }))?
+            .prepare()?;
+        let mut validators = std::collections::HashMap::new();
+        for (name, value) in &documents {
+            let validator = jsonschema::options()
+                .with_registry(&registry)
+                .build(value)
+                .map_err(|e| anyhow!("{name}: {e}"))?;
+            validators.insert(name.clone(), validator);
+        }
+        Ok(Self { validators })
+    }
+
+    /// Panics with the reason when `value` does not match schema `name`.
+    pub fn assert_valid(&self, name: &str, value: &Value) {
+        let validator = self
+            .validators
+            .get(name)
+            .unwrap_or_else(|| panic!("no schema {name}"));
+        if let Some(error) = validator.iter_errors(value).next() {
+            panic!("{value} does not match {name}: {error}");
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Start-up, the command line, and graceful shutdown.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Result;
+use beaker_tests::{BeakerConfig, NatsServer, TestDb, TestEnv, beaker_bin};
+use futures::future::join_all;
+use nix::sys::signal::Signal;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_everything_received_and_exits_zero() -> Result<()> {
+    let mut env = TestEnv::start("sigterm_drains").await?;
+    env.add("drain", 1_000_000).await?;
+
+    // A burst of requests, then SIGTERM while they are in flight.
+    let client = env.client.clone();
+    let burst = tokio::spawn(async move {
+        join_all((0..300).map(|_| {
+            let client = client.clone();
+            async move {
+                client
+                    .request(
+                        "stock.remove",
+                        r#"{"product-sku":"drain","quantity":1}"#.into(),
+                    )
+                    .await
+            }
+        }))
+        .await
+    });
+    // Let the burst reach the server, then stop.
+    env.client.flush().await?;
+    let status = env
+        .beaker
+        .signal_and_wait(Signal::SIGTERM, Duration::from_secs(15))?;
+    assert!(status.success(), "exit status {status}");
+
+    let mut answered = 0;
+    for result in burst.await? {
+        match result {
+            Ok(reply) => {
+                let answer = beaker_tests::answer_from(reply);
+                if answer.ok() {
+                    answered += 1;
+                } else {
+                    // Past the limit of requests in flight: an immediate 503.
+                    assert_eq!(answer.code, Some(503), "{:?}", answer.body);
+                }
+            }
+            Err(e) => assert_eq!(
+                e.kind(),
+                async_nats::RequestErrorKind::NoResponders,
+                "a request received before the stop must be answered, not time out"
+            ),
+        }
+    }
+    // The books agree with what the callers were told.
+    let level = env.db.level("drain").await?.unwrap_or(-1);
+    assert_eq!(i64::from(level), 1_000_000 - answered);
+    assert_eq!(env.db.ledger_sum("drain").await?, i64::from(level));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_prints_the_reply_and_reports_errors_in_its_exit_status() -> Result<()> {
+    let env = TestEnv::start("cli_call").await?;
+    let run = |args: &[&str]| {
+        Command::new(beaker_bin())
+            .arg("call")
+            .args(args)
+            .env("NATS_URL", env.nats.url())
+            .output()
+    };
+    let ok = run(&["stock.add", r#"{"product-sku":"cli","quantity":2}"#])?;
+    assert_eq!(ok.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        r#"{"ok":true,"product-sku":"cli","quantity":2}"#
+    );
+
+    let refused = run(&["stock.remove", r#"{"product-sku":"cli","quantity":5}"#])?;
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("Nats-Service-Error-Code: 409"), "{stderr}");
+
+    let nobody = run(&["stock.nothing", "{}"])?;
+    assert_eq!(nobody.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("no service is listening"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_command_prints_the_history_and_its_sum() -> Result<()> {
+    let env = TestEnv::start("cli_ledger").await?;
+    env.add("led", 10).await?;
+    env.remove("led", 3).await?;
+    let output = Command::new(beaker_bin())
+        .args(["ledger", "led"])
+        .env("DATABASE_URL", &env.db.url)
+        .output()?;
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains(" add ") || l.contains(" remove "))
+            .count(),
+        2,
+        "{text}"
+    );
+    assert!(
+        text.contains("led: level 7; the changes sum to 7"),
+        "{text}"
+    );
+
+    let json = Command::new(beaker_bin())
+        .args(["ledger", "led", "--json"])
+        .env("DATABASE_URL", &env.db.url)
+        .output()?;
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["level_after"], 7);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_rules_file_stops_start_up_with_a_clear_message() -> Result<()> {
+    let nats = NatsServer::start("missing_rules")?;
+    let db = TestDb::create().await?;
+    let mut config = BeakerConfig::new("missing_rules", &nats, &db);
+    config.rules = "/nonexistent/rules.wasm".into();
+    let output = Command::new(beaker_bin())
+        .arg("serve")
+        .env("NATS_URL", &config.nats_url)
+        .env("DATABASE_URL", &config.database_url)
+        .env("BEAKER_RULES", &config.rules)
+        .output()?;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot read rules component /nonexistent/rules.wasm"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_nats_stops_start_up_with_a_clear_message() -> Result<()> {
+    let db = TestDb::create().await?;
+    let port = beaker_tests::free_port()?;
+    let output = Command::new(beaker_bin())
+        .arg("serve")
+        .env("NATS_URL", format!("nats://127.0.0.1:{port}"))
+        .env("NATS_CONNECT_TIMEOUT_MS", "500")
+        .env("DATABASE_URL", &db.url)
+        .env("BEAKER_RULES", beaker_tests::default_rules())
+        .output()?;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot connect to NATS at nats://127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_creates_the_database_and_is_idempotent() -> Result<()> {
+    let db = TestDb::create().await?;
+    // A database that does not exist yet, next to the test one.
+    let fresh = format!("{}_fresh", db.name);
+    let url = db.url.replace(&db.name, &fresh);
+    for _ in 0..2 {
+        let output = Command::new(beaker_bin())
+            .arg("migrate")
+            .env("DATABASE_URL", &url)
+            .output()?;
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let pool = sqlx::PgPool::connect(&url).await?;
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('inventory', 'stock_movements')",
+    )
+    .fetch_one(&pool)
+    .await?;
+    pool.close().await;
+    sqlx::query(&format!("DROP DATABASE {fresh} WITH (FORCE)"))
+        .execute(&db.pool)
+        .await?;
+    assert_eq!(tables, 2);
+    Ok(())
+}
