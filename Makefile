@@ -1,0 +1,58 @@
+# Beaker — the two commands are `make run` and `make test`.
+#
+# Every target builds with the release profile only: the host binary,
+# the tests and the rules component share one set of compiled dependencies.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+WASM_TARGET := wasm32-wasip2
+RULES := target/$(WASM_TARGET)/release/beaker_rules.wasm
+BEAKER := target/release/beaker
+export NATS_URL ?= nats://127.0.0.1:4222
+export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/beaker
+
+.PHONY: help build rules host run test unit lint fmt services services-down clean-data
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+build: host rules ## Build the host (target/release/beaker) and the default rules component
+
+host:
+	$(CARGO) build --release -p beaker
+
+rules:
+	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+	$(CARGO) build --release -p beaker-rules --target $(WASM_TARGET)
+
+services: ## Install/start NATS (JetStream) and PostgreSQL if they are not already answering
+	@scripts/services.sh up
+
+services-down: ## Stop the services this project started under .beaker/
+	@scripts/services.sh down
+
+run: services build ## Start everything and run the service (Ctrl-C stops it)
+	@$(BEAKER) migrate
+	@printf '\n\033[1mBeaker is starting.\033[0m\n'
+	@printf '  NATS:      %s  (subjects stock.add, stock.remove, stock.get)\n' "$(NATS_URL)"
+	@printf '  Postgres:  %s\n' "$(DATABASE_URL)"
+	@printf '  Rules:     %s\n' "$(RULES)"
+	@printf 'Try, in another terminal:\n'
+	@printf "  %s call stock.add '{\"product-sku\":\"widget-1\",\"quantity\":5}'\n" "$(BEAKER)"
+	@printf "  %s call stock.get '{\"product-sku\":\"widget-1\"}'\n\n" "$(BEAKER)"
+	@exec $(BEAKER) serve --rules $(RULES)
+
+test: ## The whole test suite (installs what is missing first)
+	@scripts/services.sh test
+	@$(MAKE) --no-print-directory build
+	$(CARGO) nextest run --release --workspace --no-fail-fast
+
+lint: ## rustfmt and clippy, warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+clean-data: services-down ## Stop project-local services and delete .beaker/
+	rm -rf .beaker
