@@ -6,12 +6,19 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::ServeArgs;
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use async_nats::jetstream::stream::StorageType;
+use tokio::sync::Notify;
+
+use crate::config::{EventsArgs, ServeArgs, StreamStorage};
+use crate::events::{self, EventsError, Relay, RelaySettings, StreamSettings};
 use crate::micro::{self, Identity, Registry};
 use crate::nats::{self, NatsError, redact_nats_urls};
 use crate::rules::{LoadError, RulesEngine};
 use crate::schema::{SchemaError, Schemas};
-use crate::service::{Service, ServiceLimits};
+use crate::service::{Parts, Service, ServiceLimits};
 use crate::store::{Store, StoreError, redact_url};
 
 /// The service's name in the NATS micro protocol.
@@ -32,6 +39,8 @@ pub enum ServeError {
     Rules(#[from] LoadError),
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    #[error(transparent)]
+    Events(#[from] EventsError),
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
 }
@@ -63,6 +72,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     );
 
     let client = nats::connect(&args.nats, SERVICE_NAME).await?;
+    let js = jetstream::new(client.clone());
+    let stream = stream_settings(&args.events);
+    events::ensure_stream(&js, &stream).await?;
+    tracing::info!(stream = %stream.name, subjects = ?stream.subjects, "events stream ready");
+    let relay_wake = Arc::new(Notify::new());
     let identity = Identity {
         name: SERVICE_NAME.to_string(),
         id: micro::new_instance_id(),
@@ -71,18 +85,20 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         queue_group: args.service.queue_group.clone(),
     };
     let registry = Registry::new(identity.clone(), BTreeMap::new());
-    let service = Service::new(
+    let service = Service::new(Parts {
         schemas,
-        store.clone(),
+        store: store.clone(),
         engine,
         rules,
-        client.clone(),
-        registry.clone(),
-        ServiceLimits {
+        client: client.clone(),
+        registry: registry.clone(),
+        limits: ServiceLimits {
             max_request_bytes: args.service.max_request_bytes,
             max_in_flight: args.service.max_in_flight,
+            idempotency_ttl: args.events.idempotency_ttl,
         },
-    );
+        relay_wake: relay_wake.clone(),
+    });
 
     let subscriptions = Service::subscribe(&client, &identity.queue_group)
         .await
@@ -103,6 +119,19 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         discovery,
         stop_rx.clone(),
     ));
+    // The relay stops only after the last request was answered, so that it
+    // can publish the last events.
+    let (relay_stop_tx, relay_stop_rx) = watch::channel(false);
+    let relay = args.events.relay.then(|| {
+        let relay = Relay::new(
+            store.clone(),
+            js.clone(),
+            stream.clone(),
+            relay_settings(&args.events),
+            relay_wake.clone(),
+        );
+        tokio::spawn(relay.run(relay_stop_rx))
+    });
     let shutdown_timeout = Duration::from_millis(args.service.shutdown_timeout_ms);
     let serving = {
         let service = service.clone();
@@ -128,6 +157,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     if let Err(e) = discovery_task.await {
         tracing::error!(error = %e, "discovery task failed");
     }
+    let _ = relay_stop_tx.send(true);
+    if let Some(relay) = relay
+        && let Err(e) = relay.await
+    {
+        tracing::error!(error = %e, "outbox relay failed");
+    }
     if let Err(e) = client.drain().await {
         tracing::warn!(error = %e, "cannot drain the NATS connection");
     }
@@ -145,4 +180,30 @@ async fn wait_for_signal() -> std::io::Result<()> {
         _ = int.recv() => tracing::info!("received SIGINT"),
     }
     Ok(())
+}
+
+fn stream_settings(args: &EventsArgs) -> StreamSettings {
+    StreamSettings {
+        name: args.stream.clone(),
+        subjects: args.subjects.clone(),
+        storage: match args.storage {
+            StreamStorage::File => StorageType::File,
+            StreamStorage::Memory => StorageType::Memory,
+        },
+        max_age: args.max_age,
+        max_bytes: args.max_bytes,
+        // JetStream refuses a window longer than the stream's maximum age.
+        duplicate_window: args.duplicate_window.min(args.max_age),
+        replicas: args.replicas.max(1),
+    }
+}
+
+fn relay_settings(args: &EventsArgs) -> RelaySettings {
+    RelaySettings {
+        poll_interval: args.poll_interval.max(Duration::from_millis(10)),
+        batch_size: i64::from(args.batch_size.max(1)),
+        retention: args.retention,
+        housekeeping_interval: args.housekeeping_interval.max(Duration::from_millis(10)),
+        max_backoff: Duration::from_secs(30),
+    }
 }

@@ -178,6 +178,77 @@ pub struct ServeArgs {
     pub rules: RulesArgs,
     #[command(flatten)]
     pub service: ServiceArgs,
+    #[command(flatten)]
+    pub events: EventsArgs,
+}
+
+/// Storage of the events stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StreamStorage {
+    File,
+    Memory,
+}
+
+/// The events stream and the outbox relay.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Events")]
+pub struct EventsArgs {
+    /// Name of the JetStream stream that keeps events (created or updated at start).
+    #[arg(
+        long = "events-stream",
+        env = "BEAKER_EVENTS_STREAM",
+        default_value = "BEAKER_EVENTS"
+    )]
+    pub stream: String,
+    /// Subjects the stream captures, comma-separated.
+    #[arg(
+        long = "events-subjects",
+        env = "BEAKER_EVENTS_SUBJECTS",
+        default_value = "events.>",
+        value_delimiter = ','
+    )]
+    pub subjects: Vec<String>,
+    /// Stream storage.
+    #[arg(long = "events-storage", env = "BEAKER_EVENTS_STORAGE", value_enum, default_value_t = StreamStorage::File)]
+    pub storage: StreamStorage,
+    /// How long the stream keeps an event (e.g. 7d, 12h).
+    #[arg(long = "events-max-age", env = "BEAKER_EVENTS_MAX_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub max_age: Duration,
+    /// Largest size of the stream in bytes; -1 for no limit (oldest events go first).
+    #[arg(long = "events-max-bytes", env = "BEAKER_EVENTS_MAX_BYTES", default_value_t = -1, allow_negative_numbers = true)]
+    pub max_bytes: i64,
+    /// Window in which JetStream drops a second copy of an event (same Nats-Msg-Id).
+    #[arg(long = "events-duplicate-window", env = "BEAKER_EVENTS_DUPLICATE_WINDOW", default_value = "2h", value_parser = humantime::parse_duration)]
+    pub duplicate_window: Duration,
+    /// Stream replicas (1 on a single server; 3 on a cluster).
+    #[arg(
+        long = "events-replicas",
+        env = "BEAKER_EVENTS_REPLICAS",
+        default_value_t = 1
+    )]
+    pub replicas: usize,
+    /// Run the outbox relay in this instance (turn off to run relays elsewhere).
+    #[arg(long = "outbox-relay", env = "BEAKER_OUTBOX_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub relay: bool,
+    /// How often the relay looks for events it was not woken for.
+    #[arg(long = "outbox-poll-interval", env = "BEAKER_OUTBOX_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+    /// Events the relay claims and publishes per round.
+    #[arg(
+        long = "outbox-batch-size",
+        env = "BEAKER_OUTBOX_BATCH_SIZE",
+        default_value_t = 256
+    )]
+    pub batch_size: u32,
+    /// How long published events stay in the outbox table.
+    #[arg(long = "outbox-retention", env = "BEAKER_OUTBOX_RETENTION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+    /// How long a reply stays stored under its idempotency key (Nats-Msg-Id).
+    #[arg(long = "idempotency-ttl", env = "BEAKER_IDEMPOTENCY_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub idempotency_ttl: Duration,
+    /// How often expired idempotency keys and old outbox rows are deleted.
+    #[arg(long = "housekeeping-interval", env = "BEAKER_HOUSEKEEPING_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub housekeeping_interval: Duration,
 }
 
 /// How the service takes requests.

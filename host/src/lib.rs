@@ -6,6 +6,7 @@ pub mod app;
 pub mod bounds;
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod micro;
 pub mod nats;
 pub mod rules;

@@ -1,6 +1,6 @@
 //! Connecting to NATS with the configured authentication and TLS.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectOptions, Event};
 
@@ -22,11 +22,34 @@ pub enum NatsError {
     Connect { url: String, reason: String },
 }
 
-/// Connects, failing fast with a clear message when the server is not there.
+/// Connects, retrying with back-off for up to `--nats-connect-timeout-ms`
+/// (services often start in any order), then failing with a clear message.
 pub async fn connect(args: &NatsArgs, client_name: &str) -> Result<Client, NatsError> {
+    let deadline = Instant::now() + Duration::from_millis(args.connect_timeout_ms);
+    let mut pause = Duration::from_millis(100);
+    let mut warned = false;
+    loop {
+        match connect_once(args, client_name).await {
+            Ok(client) => return Ok(client),
+            Err(NatsError::Connect { url, reason }) if Instant::now() + pause < deadline => {
+                if !warned {
+                    tracing::warn!(%url, %reason, "NATS is not reachable yet; retrying");
+                    warned = true;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn connect_once(args: &NatsArgs, client_name: &str) -> Result<Client, NatsError> {
     let mut options = ConnectOptions::new()
         .name(client_name)
-        .connection_timeout(Duration::from_millis(args.connect_timeout_ms.max(100)))
+        .connection_timeout(Duration::from_millis(
+            args.connect_timeout_ms.clamp(100, 5000),
+        ))
         .event_callback(|event| async move {
             match event {
                 Event::Connected => tracing::info!("NATS connection (re-)established"),

@@ -12,28 +12,36 @@ use async_nats::{Client, HeaderMap, HeaderValue, Message, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::sync::{Semaphore, watch};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, Semaphore, watch};
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::micro::Registry;
 use crate::rules::{self, CallError, Decision, Event, Operation, Rejection, Rules, RulesEngine};
 use crate::schema::Schemas;
-use crate::store::{Movement, RulesStamp, Store, StoreError};
+use crate::store::{
+    Begun, IdempotencyKey, Movement, OutboxEvent, RulesStamp, Store, StoreError, StoredReply,
+};
 use crate::wire::{
-    ERROR_CODE_HEADER, ERROR_HEADER, Endpoint, ErrorCode, LOW_STOCK_SUBJECT, LowStockEvent, Reply,
-    StockRequest,
+    ERROR_CODE_HEADER, ERROR_HEADER, Endpoint, ErrorCode, IDEMPOTENCY_HEADER, LOW_STOCK_SUBJECT,
+    LowStockEvent, Reply, StockRequest,
 };
 
 /// How often a change is decided again when a new product was created
 /// concurrently; the second attempt always finds the row.
 const MAX_ATTEMPTS: usize = 3;
 
+/// The longest idempotency key accepted.
+const MAX_KEY_LEN: usize = 255;
+
 /// Limits on what one instance takes on.
 #[derive(Debug, Clone, Copy)]
 pub struct ServiceLimits {
     pub max_request_bytes: usize,
     pub max_in_flight: u32,
+    /// How long a reply stays stored under its idempotency key.
+    pub idempotency_ttl: Duration,
 }
 
 /// Everything a request needs, shared by all of them.
@@ -46,6 +54,8 @@ pub struct Service {
     registry: Arc<Registry>,
     limits: ServiceLimits,
     permits: Arc<Semaphore>,
+    /// Wakes the outbox relay when a change with events commits.
+    relay_wake: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Service {
@@ -56,25 +66,33 @@ impl std::fmt::Debug for Service {
     }
 }
 
+/// What a [`Service`] is built from.
+#[derive(Debug)]
+pub struct Parts {
+    pub schemas: Schemas,
+    pub store: Store,
+    pub engine: RulesEngine,
+    pub rules: Rules,
+    pub client: Client,
+    pub registry: Arc<Registry>,
+    pub limits: ServiceLimits,
+    /// Notified after a change with events commits.
+    pub relay_wake: Arc<Notify>,
+}
+
 impl Service {
-    pub fn new(
-        schemas: Schemas,
-        store: Store,
-        engine: RulesEngine,
-        rules: Rules,
-        client: Client,
-        registry: Arc<Registry>,
-        limits: ServiceLimits,
-    ) -> Arc<Self> {
+    pub fn new(parts: Parts) -> Arc<Self> {
+        let limits = parts.limits;
         let service = Arc::new(Self {
-            schemas,
-            store,
-            engine,
-            rules: ArcSwap::from_pointee(rules),
-            client,
-            registry,
+            schemas: parts.schemas,
+            store: parts.store,
+            engine: parts.engine,
+            rules: ArcSwap::from_pointee(parts.rules),
+            client: parts.client,
+            registry: parts.registry,
             permits: Arc::new(Semaphore::new(limits.max_in_flight.max(1) as usize)),
             limits,
+            relay_wake: parts.relay_wake,
         });
         service.publish_rules_metadata();
         service
@@ -204,7 +222,14 @@ impl Service {
             sku = tracing::field::Empty,
         );
         async {
-            let reply = self.handle(endpoint, &message.payload, request_id).await;
+            let key = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(IDEMPOTENCY_HEADER))
+                .map(|v| v.as_str().to_string());
+            let reply = self
+                .handle(endpoint, &message.payload, key.as_deref(), request_id)
+                .await;
             match &reply {
                 Reply::Ok { level, .. } => tracing::debug!(level, "answered"),
                 Reply::Err { code, message } if code.is_callers() => {
@@ -212,6 +237,9 @@ impl Service {
                 }
                 Reply::Err { code, message } => {
                     tracing::error!(code = code.code(), error = %message, "failed")
+                }
+                Reply::Replay { .. } => {
+                    tracing::info!("retry with a known idempotency key: stored reply sent again")
                 }
             }
             self.send(endpoint, &message, &reply, received).await;
@@ -221,24 +249,40 @@ impl Service {
     }
 
     /// Decodes, validates and executes one request. Never panics on input.
-    pub async fn handle(&self, endpoint: Endpoint, payload: &[u8], request_id: Uuid) -> Reply {
-        let request = match self.decode(endpoint, payload) {
-            Ok(request) => request,
+    /// `key` is the request's idempotency key (its `Nats-Msg-Id` header).
+    pub async fn handle(
+        &self,
+        endpoint: Endpoint,
+        payload: &[u8],
+        key: Option<&str>,
+        request_id: Uuid,
+    ) -> Reply {
+        let (request, canonical) = match self.decode(endpoint, payload) {
+            Ok(decoded) => decoded,
             Err(reply) => return reply,
         };
         tracing::Span::current().record("sku", request.sku.as_str());
         let rules = self.rules.load_full();
         match endpoint {
+            // A get changes nothing, so it is idempotent without a key.
             Endpoint::Get => self.get(&rules, request).await,
             Endpoint::Add | Endpoint::Remove => {
-                self.change(&rules, endpoint, request, request_id).await
+                let key = match key
+                    .map(|k| idempotency_key(k, endpoint, &canonical, self.limits.idempotency_ttl))
+                {
+                    None => None,
+                    Some(Ok(key)) => Some(key),
+                    Some(Err(reply)) => return reply,
+                };
+                self.change(&rules, endpoint, request, key.as_ref(), request_id)
+                    .await
             }
         }
     }
 
-    /// Turns raw bytes into a schema-valid request, or the reply that says
-    /// precisely what is wrong with them.
-    fn decode(&self, endpoint: Endpoint, payload: &[u8]) -> Result<StockRequest, Reply> {
+    /// Turns raw bytes into a schema-valid request (and its canonical JSON
+    /// text), or the reply that says precisely what is wrong with them.
+    fn decode(&self, endpoint: Endpoint, payload: &[u8]) -> Result<(StockRequest, String), Reply> {
         let bad = |message: String| Reply::error(ErrorCode::BadRequest, message);
         if payload.len() > self.limits.max_request_bytes {
             return Err(bad(format!(
@@ -264,13 +308,16 @@ impl Service {
         self.schemas
             .check_request(endpoint, &value)
             .map_err(|e| bad(format!("invalid {} request: {e}", endpoint.subject())))?;
-        serde_json::from_value(value).map_err(|e| {
+        // Keys sort, so this text is the same for the same request.
+        let canonical = value.to_string();
+        let request = serde_json::from_value(value).map_err(|e| {
             // The schema and the type agree, so this is a defect.
             Reply::error(
                 ErrorCode::Internal,
                 format!("cannot decode a schema-valid request: {e}"),
             )
-        })
+        })?;
+        Ok((request, canonical))
     }
 
     async fn get(&self, rules: &Rules, request: StockRequest) -> Reply {
@@ -297,6 +344,7 @@ impl Service {
         rules: &Rules,
         endpoint: Endpoint,
         request: StockRequest,
+        key: Option<&IdempotencyKey>,
         request_id: Uuid,
     ) -> Reply {
         let Some(quantity) = request.quantity else {
@@ -311,13 +359,34 @@ impl Service {
             operation,
         };
         for _ in 0..MAX_ATTEMPTS {
-            let change = match self.store.begin_change(&request.sku).await {
-                Ok(change) => change,
+            let change = match self.store.begin_change(&request.sku, key).await {
+                Ok(Begun::Change(change)) => change,
+                Ok(Begun::Replay(stored)) => {
+                    return Reply::Replay {
+                        body: stored.body,
+                        error: stored.error,
+                    };
+                }
+                Ok(Begun::KeyReused) => {
+                    return Reply::error(
+                        ErrorCode::Conflict,
+                        format!(
+                            "idempotency key {} was already used for a different request",
+                            key.map_or("", |k| k.key.as_str())
+                        ),
+                    );
+                }
                 Err(e) => return store_failure(e),
             };
             let decision = match self.engine.decide(rules, &ask, change.current).await {
                 Ok(Ok(decision)) => decision,
-                Ok(Err(rejection)) => return rejected(rejection),
+                Ok(Err(rejection)) => {
+                    let reply = rejected(rejection);
+                    return match change.refuse(&stored(&reply)).await {
+                        Ok(()) => reply,
+                        Err(e) => store_failure(e),
+                    };
+                }
                 Err(e) => return rules_failure(rules, e),
             };
             let events = match self.encode_events(&decision) {
@@ -336,13 +405,16 @@ impl Service {
                 request_id,
                 trace_id: None,
             };
-            match change.commit(&movement).await {
+            let reply = Reply::Ok {
+                sku: request.sku.clone(),
+                level: decision.level,
+            };
+            match change.commit(&movement, &events, &stored(&reply)).await {
                 Ok(()) => {
-                    self.publish_events(events).await;
-                    return Reply::Ok {
-                        sku: request.sku,
-                        level: decision.level,
-                    };
+                    if !events.is_empty() {
+                        self.relay_wake.notify_one();
+                    }
+                    return reply;
                 }
                 Err(StoreError::Contended) => continue,
                 Err(e) => return store_failure(e),
@@ -354,9 +426,9 @@ impl Service {
         )
     }
 
-    /// Serializes the decision's events and checks them against their
-    /// schema before anything is written.
-    fn encode_events(&self, decision: &Decision) -> Result<Vec<(&'static str, Bytes)>, Reply> {
+    /// Serializes the decision's events, checked against their schema,
+    /// for the outbox.
+    fn encode_events(&self, decision: &Decision) -> Result<Vec<OutboxEvent>, Reply> {
         let mut encoded = Vec::with_capacity(decision.events.len());
         for event in &decision.events {
             match event {
@@ -369,20 +441,16 @@ impl Service {
                         tracing::error!(error = %e, "rules asked for an invalid low-stock event");
                         return Err(internal());
                     }
-                    encoded.push((LOW_STOCK_SUBJECT, Bytes::from(value.to_string())));
+                    encoded.push(OutboxEvent {
+                        msg_id: Uuid::now_v7(),
+                        subject: LOW_STOCK_SUBJECT.to_string(),
+                        payload: value.to_string(),
+                        headers: Vec::new(),
+                    });
                 }
             }
         }
         Ok(encoded)
-    }
-
-    /// Publishes events after their change committed.
-    async fn publish_events(&self, events: Vec<(&'static str, Bytes)>) {
-        for (subject, payload) in events {
-            if let Err(e) = self.client.publish(subject, payload).await {
-                tracing::error!(error = %e, subject, "cannot publish event");
-            }
-        }
     }
 
     /// Sends the reply with the micro error headers, after checking it
@@ -390,28 +458,20 @@ impl Service {
     async fn send(&self, endpoint: Endpoint, message: &Message, reply: &Reply, received: Instant) {
         let checked = self.checked(endpoint, reply);
         let reply = checked.as_ref().unwrap_or(reply);
-        let body = match serde_json::to_vec(&reply.body()) {
-            Ok(body) => Bytes::from(body),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode a reply");
-                Bytes::from_static(br#"{"ok":false,"error":"internal error"}"#)
-            }
-        };
-        let error = match reply {
-            Reply::Err { code, message } => Some((code.code(), message.as_str())),
-            Reply::Ok { .. } => None,
-        };
+        let body = Bytes::from(reply.body_text());
+        let error = reply.failure();
         self.registry.record(endpoint, received.elapsed(), error);
         let Some(reply_to) = message.reply.clone() else {
             tracing::debug!("request without a reply subject; nothing to answer");
             return;
         };
-        let result = match reply {
-            Reply::Ok { .. } => self.client.publish(reply_to, body).await,
-            Reply::Err { code, message } => {
+        let result = match error {
+            None => self.client.publish(reply_to, body).await,
+            Some((code, message)) => {
                 let mut headers = HeaderMap::new();
-                headers.insert(ERROR_HEADER, header_text(message, code.status()));
-                headers.insert(ERROR_CODE_HEADER, code.code().to_string().as_str());
+                let status = ErrorCode::from_code(code).map_or("Error", ErrorCode::status);
+                headers.insert(ERROR_HEADER, header_text(message, status));
+                headers.insert(ERROR_CODE_HEADER, code.to_string().as_str());
                 self.client
                     .publish_with_headers(reply_to, headers, body)
                     .await
@@ -423,9 +483,12 @@ impl Service {
     }
 
     /// `None` when the reply matches its schema; otherwise the 500 to send
-    /// instead.
+    /// instead. Stored replies were checked when first sent.
     fn checked(&self, endpoint: Endpoint, reply: &Reply) -> Option<Reply> {
-        let value = serde_json::to_value(reply.body()).ok()?;
+        if matches!(reply, Reply::Replay { .. }) {
+            return None;
+        }
+        let value: Value = serde_json::from_str(&reply.body_text()).ok()?;
         match self.schemas.check_response(endpoint, &value) {
             Ok(()) => None,
             Err(e) => {
@@ -434,6 +497,48 @@ impl Service {
             }
         }
     }
+}
+
+/// The reply as it is stored under an idempotency key.
+fn stored(reply: &Reply) -> StoredReply {
+    StoredReply {
+        body: reply.body_text(),
+        error: reply.failure().map(|(c, m)| (c, m.to_string())),
+    }
+}
+
+/// Checks a caller's idempotency key and fingerprints the request.
+fn idempotency_key(
+    key: &str,
+    endpoint: Endpoint,
+    canonical: &str,
+    ttl: Duration,
+) -> Result<IdempotencyKey, Reply> {
+    let valid =
+        !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic());
+    if !valid {
+        return Err(Reply::error(
+            ErrorCode::BadRequest,
+            format!(
+                "the {IDEMPOTENCY_HEADER} header (idempotency key) must be 1 to {MAX_KEY_LEN} visible ASCII characters"
+            ),
+        ));
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(endpoint.subject().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(canonical.as_bytes());
+    let request_hash = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(IdempotencyKey {
+        key: key.to_string(),
+        endpoint: endpoint.name(),
+        request_hash,
+        ttl,
+    })
 }
 
 fn internal() -> Reply {

@@ -103,6 +103,58 @@ pub struct Movement {
     pub trace_id: Option<String>,
 }
 
+/// An event to write to the outbox with its change.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    /// The stable id published as `Nats-Msg-Id`.
+    pub msg_id: Uuid,
+    pub subject: String,
+    pub payload: String,
+    /// Extra NATS headers, e.g. trace context.
+    pub headers: Vec<(String, String)>,
+}
+
+/// A pending outbox row, as the relay reads it.
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    pub id: i64,
+    pub msg_id: Uuid,
+    pub subject: String,
+    pub payload: String,
+    pub headers: Vec<(String, String)>,
+    pub request_id: Uuid,
+}
+
+/// A request's idempotency key, as stored with its reply.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub endpoint: &'static str,
+    /// Fingerprint of the endpoint and the request.
+    pub request_hash: String,
+    /// How long a retry gets the stored reply.
+    pub ttl: Duration,
+}
+
+/// A reply exactly as it was sent, for replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReply {
+    pub body: String,
+    /// The error code and message of a failed reply.
+    pub error: Option<(u16, String)>,
+}
+
+/// How a change begins.
+#[derive(Debug)]
+pub enum Begun {
+    /// The row is locked; decide and commit.
+    Change(Change),
+    /// The key was used before for this very request: send this again.
+    Replay(StoredReply),
+    /// The key was used before for a different request.
+    KeyReused,
+}
+
 /// One ledger row, as `beaker ledger` prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerRow {
@@ -190,20 +242,89 @@ impl Store {
         row.map(|r| level_from(r.get::<i32, _>(0))).transpose()
     }
 
-    /// Starts a change: opens a transaction and locks the product's row.
-    pub async fn begin_change(&self, sku: &str) -> Result<Change, StoreError> {
+    /// Starts a change: opens a transaction, claims the idempotency key if
+    /// there is one (a concurrent request with the same key waits here
+    /// until the first commits or rolls back), and locks the product's row.
+    pub async fn begin_change(
+        &self,
+        sku: &str,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Begun, StoreError> {
         let mut tx = self.pool.begin().await?;
+        if let Some(key) = key {
+            match claim_key(&mut tx, key).await? {
+                Claim::Owned => {}
+                Claim::Replay(reply) => return Ok(Begun::Replay(reply)),
+                Claim::Reused => return Ok(Begun::KeyReused),
+            }
+        }
         let row =
             sqlx::query("SELECT stock_level FROM inventory WHERE product_sku = $1 FOR UPDATE")
                 .bind(sku)
                 .fetch_optional(&mut *tx)
                 .await?;
         let current = row.map(|r| level_from(r.get::<i32, _>(0))).transpose()?;
-        Ok(Change {
+        Ok(Begun::Change(Change {
             tx,
             sku: sku.to_string(),
             current,
-        })
+            key: key.map(|k| k.key.clone()),
+        }))
+    }
+
+    /// Claims up to `limit` pending outbox rows, oldest first, skipping
+    /// rows another relay holds. The claim lasts until the batch is
+    /// finished or dropped.
+    pub async fn claim_pending(&self, limit: i64) -> Result<OutboxBatch, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, msg_id, subject, payload, headers::text, request_id FROM outbox \
+             WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let events = rows
+            .into_iter()
+            .map(|r| PendingEvent {
+                id: r.get(0),
+                msg_id: r.get(1),
+                subject: r.get(2),
+                payload: r.get(3),
+                headers: parse_headers(&r.get::<String, _>(4)),
+                request_id: r.get(5),
+            })
+            .collect();
+        Ok(OutboxBatch { tx, events })
+    }
+
+    /// Pending outbox rows and the age of the oldest, for metrics.
+    pub async fn outbox_backlog(&self) -> Result<(i64, Duration), StoreError> {
+        let row = sqlx::query(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 \
+             FROM outbox WHERE published_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let age: f64 = row.get(1);
+        Ok((row.get(0), Duration::from_secs_f64(age.max(0.0))))
+    }
+
+    /// Deletes expired idempotency keys and outbox rows published longer
+    /// ago than `retention`. Returns how many of each went.
+    pub async fn housekeeping(&self, retention: Duration) -> Result<(u64, u64), StoreError> {
+        let keys = sqlx::query("DELETE FROM idempotency WHERE expires_at < now()")
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let rows = sqlx::query(
+            "DELETE FROM outbox WHERE published_at < now() - $1 * interval '1 millisecond'",
+        )
+        .bind(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok((keys, rows))
     }
 
     /// A product's ledger, oldest first.
@@ -243,38 +364,58 @@ fn to_db(value: u32) -> Result<i32, StoreError> {
     i32::try_from(value).map_err(|_| StoreError::Failed(format!("value {value} exceeds int4")))
 }
 
-/// A change in progress: the transaction holds the product's row lock.
-/// Dropping it without [`Change::commit`] rolls back.
+/// A change in progress: the transaction holds the product's row lock
+/// (and the idempotency key, if any). Dropping it without committing rolls
+/// back.
 #[derive(Debug)]
 pub struct Change {
     tx: Transaction<'static, Postgres>,
     sku: String,
+    key: Option<String>,
     /// The level read under the lock; `None` if the product is new.
     pub current: Option<u32>,
 }
 
 impl Change {
-    /// Writes the new level and its ledger row, and commits.
-    pub async fn commit(mut self, movement: &Movement) -> Result<(), StoreError> {
-        let write = match self.current {
+    /// Writes, in one statement, the new level, its ledger row, its events
+    /// into the outbox and the reply for the idempotency key; then commits.
+    pub async fn commit(
+        mut self,
+        movement: &Movement,
+        events: &[OutboxEvent],
+        reply: &StoredReply,
+    ) -> Result<(), StoreError> {
+        let level_change = match self.current {
             Some(_) => {
-                "WITH moved AS (\
-                   UPDATE inventory SET stock_level = $2, updated_at = now() \
-                   WHERE product_sku = $1 RETURNING product_sku) \
-                 INSERT INTO stock_movements (product_sku, operation, quantity, level_before, \
-                   level_after, rules_name, rules_version, rules_digest, request_id, trace_id) \
-                 SELECT product_sku, $3, $4, $5, $2, $6, $7, $8, $9, $10 FROM moved"
+                "UPDATE inventory SET stock_level = $2, updated_at = now() \
+                 WHERE product_sku = $1 RETURNING product_sku"
             }
             None => {
-                "WITH created AS (\
-                   INSERT INTO inventory (product_sku, stock_level) VALUES ($1, $2) \
-                   ON CONFLICT (product_sku) DO NOTHING RETURNING product_sku) \
-                 INSERT INTO stock_movements (product_sku, operation, quantity, level_before, \
-                   level_after, rules_name, rules_version, rules_digest, request_id, trace_id) \
-                 SELECT product_sku, $3, $4, $5, $2, $6, $7, $8, $9, $10 FROM created"
+                "INSERT INTO inventory (product_sku, stock_level) VALUES ($1, $2) \
+                 ON CONFLICT (product_sku) DO NOTHING RETURNING product_sku"
             }
         };
-        let written = sqlx::query(write)
+        let statement = format!(
+            "WITH moved AS ({level_change}), \
+             ledger AS (\
+               INSERT INTO stock_movements (product_sku, operation, quantity, level_before, \
+                 level_after, rules_name, rules_version, rules_digest, request_id, trace_id) \
+               SELECT product_sku, $3, $4, $5, $2, $6, $7, $8, $9, $10 FROM moved \
+               RETURNING product_sku), \
+             events AS (\
+               INSERT INTO outbox (msg_id, subject, payload, headers, request_id) \
+               SELECT e.msg_id, e.subject, e.payload, e.headers::jsonb, $9 \
+               FROM UNNEST($11::uuid[], $12::text[], $13::text[], $14::text[]) \
+                 AS e(msg_id, subject, payload, headers)), \
+             replied AS (\
+               UPDATE idempotency SET reply_body = $15 WHERE key = $16) \
+             SELECT count(*) FROM ledger"
+        );
+        let msg_ids: Vec<Uuid> = events.iter().map(|e| e.msg_id).collect();
+        let subjects: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
+        let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
+        let headers: Vec<String> = events.iter().map(|e| headers_json(&e.headers)).collect();
+        let written: i64 = sqlx::query_scalar(&statement)
             .bind(&self.sku)
             .bind(to_db(movement.level_after)?)
             .bind(movement.operation)
@@ -285,15 +426,169 @@ impl Change {
             .bind(&movement.rules.digest)
             .bind(movement.request_id)
             .bind(movement.trace_id.as_deref())
-            .execute(&mut *self.tx)
+            .bind(&msg_ids)
+            .bind(&subjects)
+            .bind(&payloads)
+            .bind(&headers)
+            .bind(&reply.body)
+            .bind(self.key.as_deref())
+            .fetch_one(&mut *self.tx)
             .await?;
-        if written.rows_affected() != 1 {
+        if written != 1 {
             // Only the insert of a new product can write nothing: someone
             // else created it after our read. Roll back and decide again.
             return Err(StoreError::Contended);
         }
         self.tx.commit().await?;
         Ok(())
+    }
+
+    /// Ends a change the rules refused. With an idempotency key the refusal
+    /// is stored, so that a retry gets the same answer; without one there
+    /// is nothing to write.
+    pub async fn refuse(mut self, reply: &StoredReply) -> Result<(), StoreError> {
+        let Some(key) = self.key.take() else {
+            return Ok(());
+        };
+        let (code, message) = match &reply.error {
+            Some((code, message)) => (Some(i32::from(*code)), Some(message.as_str())),
+            None => (None, None),
+        };
+        sqlx::query(
+            "UPDATE idempotency SET reply_body = $2, error_code = $3, error_message = $4 \
+             WHERE key = $1",
+        )
+        .bind(&key)
+        .bind(&reply.body)
+        .bind(code)
+        .bind(message)
+        .execute(&mut *self.tx)
+        .await?;
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+enum Claim {
+    Owned,
+    Replay(StoredReply),
+    Reused,
+}
+
+/// Inserts the key, or finds the committed reply of its first use.
+async fn claim_key(
+    tx: &mut Transaction<'static, Postgres>,
+    key: &IdempotencyKey,
+) -> Result<Claim, StoreError> {
+    let ttl_ms = i64::try_from(key.ttl.as_millis()).unwrap_or(i64::MAX);
+    for _ in 0..2 {
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency (key, endpoint, request_hash, expires_at) \
+             VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond') \
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(&key.key)
+        .bind(key.endpoint)
+        .bind(&key.request_hash)
+        .bind(ttl_ms)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(Claim::Owned);
+        }
+        let row = sqlx::query(
+            "SELECT request_hash, reply_body, error_code, error_message, expires_at < now() \
+             FROM idempotency WHERE key = $1",
+        )
+        .bind(&key.key)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(row) = row else {
+            continue; // deleted meanwhile: claim it again
+        };
+        let expired: bool = row.get(4);
+        if expired {
+            sqlx::query("DELETE FROM idempotency WHERE key = $1")
+                .bind(&key.key)
+                .execute(&mut **tx)
+                .await?;
+            continue;
+        }
+        let hash: String = row.get(0);
+        if hash != key.request_hash {
+            return Ok(Claim::Reused);
+        }
+        let body: Option<String> = row.get(1);
+        let code: Option<i32> = row.get(2);
+        let message: Option<String> = row.get(3);
+        let Some(body) = body else {
+            return Err(StoreError::Failed("idempotency key without a reply".into()));
+        };
+        let error = match (code, message) {
+            (Some(code), Some(message)) => Some((u16::try_from(code).unwrap_or(500), message)),
+            _ => None,
+        };
+        return Ok(Claim::Replay(StoredReply { body, error }));
+    }
+    Err(StoreError::Unavailable(
+        "the idempotency key is being claimed and released repeatedly".into(),
+    ))
+}
+
+/// A claimed batch of outbox rows. Dropping it releases the claim.
+#[derive(Debug)]
+pub struct OutboxBatch {
+    tx: Transaction<'static, Postgres>,
+    pub events: Vec<PendingEvent>,
+}
+
+impl OutboxBatch {
+    /// Marks the published rows, counts an attempt on the others, and
+    /// releases the claim.
+    pub async fn finish(
+        mut self,
+        published: &[i64],
+        failed: &[(i64, String)],
+    ) -> Result<(), StoreError> {
+        if !published.is_empty() {
+            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+                .bind(published)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        if !failed.is_empty() {
+            let ids: Vec<i64> = failed.iter().map(|(id, _)| *id).collect();
+            let errors: Vec<&str> = failed.iter().map(|(_, e)| e.as_str()).collect();
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = f.error \
+                 FROM UNNEST($1::bigint[], $2::text[]) AS f(id, error) WHERE outbox.id = f.id",
+            )
+            .bind(&ids)
+            .bind(&errors)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn headers_json(headers: &[(String, String)]) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+fn parse_headers(text: &str) -> Vec<(String, String)> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(map)) => map
+            .into_iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string())))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -135,7 +135,19 @@ impl ErrorCode {
         }
     }
 
-    /// The short status text in `Nats-Service-Error`.
+    /// The code for a number, if it is one of ours.
+    pub fn from_code(code: u16) -> Option<Self> {
+        match code {
+            400 => Some(ErrorCode::BadRequest),
+            404 => Some(ErrorCode::NotFound),
+            409 => Some(ErrorCode::Conflict),
+            500 => Some(ErrorCode::Internal),
+            503 => Some(ErrorCode::Unavailable),
+            _ => None,
+        }
+    }
+
+    /// The short status text used when a message cannot be a header.
     pub fn status(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "Bad Request",
@@ -169,9 +181,23 @@ impl ErrorCode {
 /// What a request is answered with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    Ok { sku: String, level: u32 },
-    Err { code: ErrorCode, message: String },
+    Ok {
+        sku: String,
+        level: u32,
+    },
+    Err {
+        code: ErrorCode,
+        message: String,
+    },
+    /// A reply stored under an idempotency key, sent again byte for byte.
+    Replay {
+        body: String,
+        error: Option<(u16, String)>,
+    },
 }
+
+/// The header name that carries a request's idempotency key.
+pub const IDEMPOTENCY_HEADER: &str = "Nats-Msg-Id";
 
 impl Reply {
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -181,8 +207,9 @@ impl Reply {
         }
     }
 
-    pub fn body(&self) -> Body {
-        match self {
+    /// The body as JSON text, exactly as it is sent.
+    pub fn body_text(&self) -> String {
+        let body = match self {
             Reply::Ok { sku, level } => Body::Success {
                 ok: True,
                 sku: sku.clone(),
@@ -192,13 +219,18 @@ impl Reply {
                 ok: False,
                 error: message.clone(),
             },
-        }
+            Reply::Replay { body, .. } => return body.clone(),
+        };
+        serde_json::to_string(&body)
+            .unwrap_or_else(|_| r#"{"ok":false,"error":"internal error"}"#.to_string())
     }
 
-    pub fn code(&self) -> Option<ErrorCode> {
+    /// The numeric code and message of a failed reply.
+    pub fn failure(&self) -> Option<(u16, &str)> {
         match self {
             Reply::Ok { .. } => None,
-            Reply::Err { code, .. } => Some(*code),
+            Reply::Err { code, message } => Some((code.code(), message.as_str())),
+            Reply::Replay { error, .. } => error.as_ref().map(|(c, m)| (*c, m.as_str())),
         }
     }
 }
@@ -214,14 +246,11 @@ mod tests {
             level: 7,
         };
         assert_eq!(
-            serde_json::to_string(&ok.body()).expect("serializes"),
+            ok.body_text(),
             r#"{"ok":true,"product-sku":"a-1","quantity":7}"#
         );
         let err = Reply::error(ErrorCode::Conflict, "no");
-        assert_eq!(
-            serde_json::to_string(&err.body()).expect("serializes"),
-            r#"{"ok":false,"error":"no"}"#
-        );
+        assert_eq!(err.body_text(), r#"{"ok":false,"error":"no"}"#);
     }
 
     #[test]
