@@ -7,6 +7,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
 RULES := target/$(WASM_TARGET)/release/beaker_rules.wasm
+# Every rules component in the workspace: the default rules, the example,
+# and the deliberately broken ones the tests load.
+RULES_CRATES := beaker-rules beaker-rules-threshold beaker-test-rules-hostile \
+	beaker-test-rules-broken beaker-test-rules-incompatible
 BEAKER := target/release/beaker
 export NATS_URL ?= nats://127.0.0.1:4222
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/beaker
@@ -16,14 +20,14 @@ export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/beaker
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-build: host rules ## Build the host (target/release/beaker) and the default rules component
+build: host rules ## Build the host (target/release/beaker) and the rules components
 
 host:
 	$(CARGO) build --release -p beaker
 
 rules:
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
-	$(CARGO) build --release -p beaker-rules --target $(WASM_TARGET)
+	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(RULES_CRATES))
 
 services: ## Install/start NATS (JetStream) and PostgreSQL if they are not already answering
 	@scripts/services.sh up

@@ -1,7 +1,6 @@
 //! `beaker serve`: wires configuration, NATS, Postgres and the rules
 //! together, serves until a signal, then shuts down gracefully.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -16,7 +15,8 @@ use crate::config::{EventsArgs, ServeArgs, StreamStorage};
 use crate::events::{self, EventsError, Relay, RelaySettings, StreamSettings};
 use crate::micro::{self, Identity, Registry};
 use crate::nats::{self, NatsError, redact_nats_urls};
-use crate::rules::{LoadError, RulesEngine};
+use crate::rules::state::RulesState;
+use crate::rules::{self, LoadError, RulesEngine};
 use crate::schema::{SchemaError, Schemas};
 use crate::service::{Parts, Service, ServiceLimits};
 use crate::store::{Store, StoreError, redact_url};
@@ -70,6 +70,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         digest = %rules.short_digest(),
         "rules loaded"
     );
+    let origin = format!("file:{}", args.rules.path.display());
+    let rules = Arc::new(RulesState::new(engine, rules, &origin));
 
     let client = nats::connect(&args.nats, SERVICE_NAME).await?;
     let js = jetstream::new(client.clone());
@@ -77,6 +79,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     events::ensure_stream(&js, &stream).await?;
     tracing::info!(stream = %stream.name, subjects = ?stream.subjects, "events stream ready");
     let relay_wake = Arc::new(Notify::new());
+    // Deployed rules win over the file: a new instance serves what the
+    // others serve from its first request.
+    if !args.rules.bucket.is_empty()
+        && let Err(e) = rules::bucket::sync_once(&js, &args.rules.bucket, &rules).await
+    {
+        tracing::warn!(error = %e, "cannot read the rules bucket; serving the rules file");
+    }
     let identity = Identity {
         name: SERVICE_NAME.to_string(),
         id: micro::new_instance_id(),
@@ -84,12 +93,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         description: "Inventory: add, remove and get product stock".to_string(),
         queue_group: args.service.queue_group.clone(),
     };
-    let registry = Registry::new(identity.clone(), BTreeMap::new());
+    let registry = Registry::new(identity.clone(), {
+        let rules = rules.clone();
+        Box::new(move || rules.metadata())
+    });
     let service = Service::new(Parts {
         schemas,
         store: store.clone(),
-        engine,
-        rules,
+        rules: rules.clone(),
         client: client.clone(),
         registry: registry.clone(),
         limits: ServiceLimits {
@@ -132,6 +143,23 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         );
         tokio::spawn(relay.run(relay_stop_rx))
     });
+    let mut rules_tasks = Vec::new();
+    if args.rules.watch {
+        rules_tasks.push(tokio::spawn(rules::watch::follow_file(
+            args.rules.path.clone(),
+            args.rules.watch_interval.max(Duration::from_millis(10)),
+            rules.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    if !args.rules.bucket.is_empty() {
+        rules_tasks.push(tokio::spawn(rules::bucket::follow(
+            js.clone(),
+            args.rules.bucket.clone(),
+            rules.clone(),
+            stop_rx.clone(),
+        )));
+    }
     let shutdown_timeout = Duration::from_millis(args.service.shutdown_timeout_ms);
     let serving = {
         let service = service.clone();
@@ -156,6 +184,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     }
     if let Err(e) = discovery_task.await {
         tracing::error!(error = %e, "discovery task failed");
+    }
+    for task in rules_tasks {
+        let _ = task.await;
     }
     let _ = relay_stop_tx.send(true);
     if let Some(relay) = relay

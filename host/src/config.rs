@@ -119,6 +119,33 @@ pub struct RulesArgs {
     /// Path to the rules component (.wasm).
     #[arg(long = "rules", env = "BEAKER_RULES", default_value = DEFAULT_RULES_PATH, value_name = "FILE")]
     pub path: PathBuf,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+    /// Swap to the rules file whenever it changes.
+    #[arg(long = "rules-watch", env = "BEAKER_RULES_WATCH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub watch: bool,
+    /// How often the rules file is checked for changes.
+    #[arg(long = "rules-watch-interval", env = "BEAKER_RULES_WATCH_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub watch_interval: Duration,
+    /// NATS Object Store bucket the rules are deployed through (empty: none).
+    #[arg(
+        long = "rules-bucket",
+        env = "BEAKER_RULES_BUCKET",
+        default_value = "beaker-rules"
+    )]
+    pub bucket: String,
+}
+
+impl RulesArgs {
+    pub fn sandbox(&self, max_instances: u32) -> SandboxLimits {
+        self.sandbox.limits(max_instances)
+    }
+}
+
+/// The rules sandbox alone, for commands that run rules offline.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Sandbox")]
+pub struct SandboxArgs {
     /// Memory cap of one rules instance, in MiB.
     #[arg(
         long = "rules-memory-mib",
@@ -135,8 +162,8 @@ pub struct RulesArgs {
     pub deadline_ms: u64,
 }
 
-impl RulesArgs {
-    pub fn sandbox(&self, max_instances: u32) -> SandboxLimits {
+impl SandboxArgs {
+    pub fn limits(&self, max_instances: u32) -> SandboxLimits {
         SandboxLimits {
             max_memory_bytes: usize::try_from(self.memory_mib.max(1))
                 .unwrap_or(usize::MAX)

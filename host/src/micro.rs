@@ -41,17 +41,28 @@ struct EndpointStats {
     last_error: String,
 }
 
+/// Supplies the current metadata whenever discovery asks (it changes when
+/// the rules are swapped).
+pub type MetadataSource = Box<dyn Fn() -> BTreeMap<String, String> + Send + Sync>;
+
 /// Shared, mutable state: statistics and metadata.
-#[derive(Debug)]
 pub struct Registry {
     identity: Identity,
     started: DateTime<Utc>,
     stats: Mutex<BTreeMap<&'static str, EndpointStats>>,
-    metadata: Mutex<BTreeMap<String, String>>,
+    metadata: MetadataSource,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Registry {
-    pub fn new(identity: Identity, metadata: BTreeMap<String, String>) -> Arc<Self> {
+    pub fn new(identity: Identity, metadata: MetadataSource) -> Arc<Self> {
         let stats = Endpoint::ALL
             .iter()
             .map(|e| (e.name(), EndpointStats::default()))
@@ -60,7 +71,7 @@ impl Registry {
             identity,
             started: Utc::now(),
             stats: Mutex::new(stats),
-            metadata: Mutex::new(metadata),
+            metadata,
         })
     }
 
@@ -80,19 +91,8 @@ impl Registry {
         }
     }
 
-    /// Replaces one metadata entry (e.g. the active rules' version).
-    pub fn set_metadata(&self, key: &str, value: String) {
-        self.metadata
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.to_string(), value);
-    }
-
     fn metadata(&self) -> BTreeMap<String, String> {
-        self.metadata
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        (self.metadata)()
     }
 
     fn ping(&self) -> PingResponse<'_> {

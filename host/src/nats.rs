@@ -44,7 +44,7 @@ pub async fn connect(args: &NatsArgs, client_name: &str) -> Result<Client, NatsE
     }
 }
 
-async fn connect_once(args: &NatsArgs, client_name: &str) -> Result<Client, NatsError> {
+pub async fn connect_once(args: &NatsArgs, client_name: &str) -> Result<Client, NatsError> {
     let mut options = ConnectOptions::new()
         .name(client_name)
         .connection_timeout(Duration::from_millis(

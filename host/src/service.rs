@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use async_nats::{Client, HeaderMap, HeaderValue, Message, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -18,7 +17,8 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::micro::Registry;
-use crate::rules::{self, CallError, Decision, Event, Operation, Rejection, Rules, RulesEngine};
+use crate::rules::state::RulesState;
+use crate::rules::{self, CallError, Decision, Event, Operation, Rejection, Rules};
 use crate::schema::Schemas;
 use crate::store::{
     Begun, IdempotencyKey, Movement, OutboxEvent, RulesStamp, Store, StoreError, StoredReply,
@@ -48,8 +48,7 @@ pub struct ServiceLimits {
 pub struct Service {
     schemas: Schemas,
     store: Store,
-    engine: RulesEngine,
-    rules: ArcSwap<Rules>,
+    rules: Arc<RulesState>,
     client: Client,
     registry: Arc<Registry>,
     limits: ServiceLimits,
@@ -71,8 +70,7 @@ impl std::fmt::Debug for Service {
 pub struct Parts {
     pub schemas: Schemas,
     pub store: Store,
-    pub engine: RulesEngine,
-    pub rules: Rules,
+    pub rules: Arc<RulesState>,
     pub client: Client,
     pub registry: Arc<Registry>,
     pub limits: ServiceLimits,
@@ -83,35 +81,21 @@ pub struct Parts {
 impl Service {
     pub fn new(parts: Parts) -> Arc<Self> {
         let limits = parts.limits;
-        let service = Arc::new(Self {
+        Arc::new(Self {
             schemas: parts.schemas,
             store: parts.store,
-            engine: parts.engine,
-            rules: ArcSwap::from_pointee(parts.rules),
+            rules: parts.rules,
             client: parts.client,
             registry: parts.registry,
             permits: Arc::new(Semaphore::new(limits.max_in_flight.max(1) as usize)),
             limits,
             relay_wake: parts.relay_wake,
-        });
-        service.publish_rules_metadata();
-        service
+        })
     }
 
-    /// The rules serving new requests.
-    pub fn active_rules(&self) -> Arc<Rules> {
-        self.rules.load_full()
-    }
-
-    fn publish_rules_metadata(&self) {
-        let rules = self.rules.load();
-        self.registry.set_metadata("rules_name", rules.name.clone());
-        self.registry
-            .set_metadata("rules_version", rules.version.clone());
-        self.registry
-            .set_metadata("rules_digest", rules.digest.clone());
-        self.registry
-            .set_metadata("rules_since", rules.loaded_at.to_rfc3339());
+    /// The rules: active, shadow, and how they change.
+    pub fn rules(&self) -> &Arc<RulesState> {
+        &self.rules
     }
 
     /// Subscribes the endpoints (in the queue group) and serves them until
@@ -262,7 +246,7 @@ impl Service {
             Err(reply) => return reply,
         };
         tracing::Span::current().record("sku", request.sku.as_str());
-        let rules = self.rules.load_full();
+        let rules = self.rules.active();
         match endpoint {
             // A get changes nothing, so it is idempotent without a key.
             Endpoint::Get => self.get(&rules, request).await,
@@ -329,12 +313,18 @@ impl Service {
             sku: request.sku.clone(),
             operation: Operation::Get,
         };
-        match self.engine.decide(rules, &ask, current).await {
-            Ok(Ok(decision)) => Reply::Ok {
-                sku: request.sku,
-                level: decision.level,
-            },
-            Ok(Err(rejection)) => rejected(rejection),
+        match self.rules.engine().decide(rules, &ask, current).await {
+            Ok(outcome) => {
+                self.rules
+                    .compare_in_shadow(ask.clone(), current, outcome.clone());
+                match outcome {
+                    Ok(decision) => Reply::Ok {
+                        sku: request.sku,
+                        level: decision.level,
+                    },
+                    Err(rejection) => rejected(rejection),
+                }
+            }
             Err(e) => rules_failure(rules, e),
         }
     }
@@ -378,12 +368,17 @@ impl Service {
                 }
                 Err(e) => return store_failure(e),
             };
-            let decision = match self.engine.decide(rules, &ask, change.current).await {
+            let current = change.current;
+            let decision = match self.rules.engine().decide(rules, &ask, current).await {
                 Ok(Ok(decision)) => decision,
                 Ok(Err(rejection)) => {
-                    let reply = rejected(rejection);
+                    let reply = rejected(rejection.clone());
                     return match change.refuse(&stored(&reply)).await {
-                        Ok(()) => reply,
+                        Ok(()) => {
+                            self.rules
+                                .compare_in_shadow(ask.clone(), current, Err(rejection));
+                            reply
+                        }
                         Err(e) => store_failure(e),
                     };
                 }
@@ -414,6 +409,8 @@ impl Service {
                     if !events.is_empty() {
                         self.relay_wake.notify_one();
                     }
+                    self.rules
+                        .compare_in_shadow(ask.clone(), current, Ok(decision));
                     return reply;
                 }
                 Err(StoreError::Contended) => continue,

@@ -707,3 +707,92 @@ pub async fn call_with_headers(
         .with_context(|| format!("request on {subject}"))?;
     Ok(answer_from(message))
 }
+
+/// A component built by `make build` (`target/wasm32-wasip2/release/NAME.wasm`).
+pub fn wasm(name: &str) -> PathBuf {
+    workspace_root().join(format!("target/wasm32-wasip2/release/{name}.wasm"))
+}
+
+/// Hex SHA-256 of a file, computed here rather than trusted from the host.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+    Ok(sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Copies `from` over `to` atomically (write aside, then rename), as a
+/// deploy script or a build would.
+pub fn replace_file(from: &Path, to: &Path) -> Result<()> {
+    let aside = to.with_extension("partial");
+    std::fs::copy(from, &aside)?;
+    std::fs::rename(&aside, to)?;
+    Ok(())
+}
+
+/// Every running instance's `$SRV.INFO`, collected for `window`.
+pub async fn service_infos(client: &async_nats::Client, window: Duration) -> Result<Vec<Value>> {
+    use futures::StreamExt;
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await?;
+    client
+        .publish_with_reply("$SRV.INFO.beaker", inbox, Bytes::new())
+        .await?;
+    let deadline = tokio::time::Instant::now() + window;
+    let mut infos = Vec::new();
+    while let Ok(Some(message)) = tokio::time::timeout_at(deadline, replies.next()).await {
+        infos.push(serde_json::from_slice(&message.payload)?);
+    }
+    Ok(infos)
+}
+
+/// Polls `probe` until it returns true, or fails after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if probe().await? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `count` instances report `key` = `value` in their metadata.
+pub async fn wait_for_metadata(
+    client: &async_nats::Client,
+    count: usize,
+    key: &str,
+    value: &str,
+) -> Result<Vec<Value>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let infos = service_infos(client, Duration::from_millis(150)).await?;
+        if infos.len() == count && infos.iter().all(|i| i["metadata"][key] == value) {
+            return Ok(infos);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "timed out waiting for {count} instance(s) with {key}={value}; last seen: {infos:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs the `beaker` CLI with NATS pointed at `nats_url`.
+pub fn beaker_cli(nats_url: &str, args: &[&str]) -> Result<std::process::Output> {
+    Ok(Command::new(beaker_bin())
+        .args(args)
+        .env("NATS_URL", nats_url)
+        .env("BEAKER_LOG_FORMAT", "json")
+        .output()?)
+}

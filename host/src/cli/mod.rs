@@ -1,4 +1,6 @@
-//! The `beaker` command line: `serve`, `migrate`, `call`, `ledger`.
+//! The `beaker` command line: `serve`, `migrate`, `call`, `ledger`, `rules`.
+
+mod rules;
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -62,6 +64,9 @@ pub enum Command {
         #[command(flatten)]
         nats: Box<NatsArgs>,
     },
+    /// Check, deploy, shadow, promote and roll back the rules component.
+    #[command(subcommand)]
+    Rules(Box<rules::RulesCommand>),
     /// Print a product's ledger: every applied change, oldest first.
     Ledger {
         /// The product's SKU.
@@ -94,6 +99,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             nats,
         } => call(&nats, &subject, &body, &headers, timeout_ms).await,
         Command::Ledger { sku, json, db } => ledger(&db, &sku, json).await,
+        Command::Rules(command) => rules::run(*command).await,
     }
 }
 
@@ -146,7 +152,7 @@ async fn call(
         };
         headers.insert(name.trim(), value.trim());
     }
-    let client = match nats::connect(args, "beaker-call").await {
+    let client = match nats::connect_once(args, "beaker-call").await {
         Ok(client) => client,
         Err(e) => {
             eprintln!("beaker call: {e}");

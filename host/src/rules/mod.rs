@@ -34,11 +34,17 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::bounds::BOUNDS;
 use crate::schema::shorten;
 
+pub mod bucket;
+pub mod cases;
+pub mod state;
+pub mod watch;
+
 mod bindings {
     wasmtime::component::bindgen!({
         world: "rules",
         path: "../wit",
         exports: { default: async },
+        additional_derives: [PartialEq, Eq],
     });
 }
 
@@ -330,6 +336,17 @@ impl RulesEngine {
     /// Compiles a component, checks it against the world and smoke-tests
     /// it. Compilation runs on a blocking thread: it can take seconds.
     pub async fn load(&self, bytes: &[u8]) -> Result<Rules, LoadError> {
+        // Binary components start with the wasm magic; the text format (WAT,
+        // handy for tests) starts with a parenthesis.
+        let text = std::str::from_utf8(bytes)
+            .map(str::trim_start)
+            .unwrap_or("");
+        if !bytes.starts_with(b"\0asm") && !text.starts_with('(') {
+            return Err(LoadError::Invalid(
+                "the file is neither a WebAssembly binary (no \\0asm header) nor WebAssembly text"
+                    .into(),
+            ));
+        }
         let digest = hex(&Sha256::digest(bytes));
         let engine = self.engine.clone();
         let owned = bytes.to_vec();
@@ -556,7 +573,7 @@ pub fn describe_operation(operation: Operation) -> String {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(64), |mut s, b| {
         let _ = write!(s, "{b:02x}");

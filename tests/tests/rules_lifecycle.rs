@@ -1,0 +1,352 @@
+//! Rules change on running hosts: through the watched file and through the
+//! bucket (`beaker rules deploy`), atomically, refusing what does not pass,
+//! with shadow, promote and rollback.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use beaker_tests::{
+    TestEnv, beaker_cli, replace_file, service_infos, sha256_file, wait_for_metadata, wasm,
+};
+use futures::future::join_all;
+
+fn default_rules() -> std::path::PathBuf {
+    wasm("beaker_rules")
+}
+fn threshold_rules() -> std::path::PathBuf {
+    wasm("beaker_rules_threshold")
+}
+
+/// Starts an environment whose rules file is a private copy, watched closely.
+async fn with_rules_file(name: &str) -> Result<(TestEnv, tempfile::TempDir, std::path::PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("rules.wasm");
+    std::fs::copy(default_rules(), &file)?;
+    let rules = file.clone();
+    let env = TestEnv::start_with(name, move |mut c| {
+        c.rules = rules;
+        c.env("BEAKER_RULES_WATCH_INTERVAL", "20ms")
+    })
+    .await?;
+    Ok((env, dir, file))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_rules_file_is_swapped_in() -> Result<()> {
+    let (env, _dir, file) = with_rules_file("swap_by_file").await?;
+    assert!(
+        env.add("w", 2000).await?.ok(),
+        "default rules have no ceiling"
+    );
+    replace_file(&threshold_rules(), &file)?;
+    let digest = sha256_file(&threshold_rules())?;
+    wait_for_metadata(&env.client, 1, "rules_digest", &digest).await?;
+    let refused = env.add("x", 2000).await?;
+    assert_eq!(
+        refused.code,
+        Some(409),
+        "threshold rules cap products at 1000"
+    );
+    let infos = service_infos(&env.client, Duration::from_millis(200)).await?;
+    assert_eq!(infos[0]["metadata"]["rules_name"], "beaker-threshold-rules");
+    assert!(
+        infos[0]["metadata"]["rules_origin"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("file:")
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_candidates_leave_the_active_rules_serving() -> Result<()> {
+    let (env, _dir, file) = with_rules_file("swap_refusals").await?;
+    let active = sha256_file(&default_rules())?;
+    for (candidate, reason) in [
+        ("beaker_test_rules_broken", "smoke test"),
+        (
+            "beaker_test_rules_incompatible",
+            "does not fit the beaker:inventory/rules world",
+        ),
+    ] {
+        replace_file(&wasm(candidate), &file)?;
+        let digest = sha256_file(&wasm(candidate))?;
+        let infos = wait_for_metadata(&env.client, 1, "rules_refused_digest", &digest).await?;
+        let metadata = &infos[0]["metadata"];
+        assert_eq!(
+            metadata["rules_digest"],
+            active.as_str(),
+            "{candidate}: the old rules stay"
+        );
+        let why = metadata["rules_refused_reason"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(why.contains(reason), "{candidate}: {why}");
+        assert!(
+            env.add("still-fine", 1).await?.ok(),
+            "{candidate}: still serving"
+        );
+    }
+    // `beaker rules status` shows the refusal.
+    let status = beaker_cli(&env.nats.url(), &["rules", "status"])?;
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("last refused"), "{text}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_swaps_under_load_fail_no_request() -> Result<()> {
+    let (env, _dir, file) = with_rules_file("swap_under_load").await?;
+    let digests = [
+        sha256_file(&default_rules())?,
+        sha256_file(&threshold_rules())?,
+    ];
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    // Four clients add 2000 units to a new product, again and again. The
+    // default rules accept; the threshold rules refuse (ceiling 1000).
+    let load = (0..4).map(|client_no| {
+        let client = env.client.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let body = serde_json::json!({"product-sku": format!("p{client_no}-{n}"), "quantity": 2000});
+                let reply = beaker_tests::call(&client, "stock.add", body.to_string()).await;
+                answers.push(reply);
+            }
+            answers
+        })
+    });
+    let load: Vec<_> = load.collect();
+
+    for swap in 0..20 {
+        let next = if swap % 2 == 0 {
+            threshold_rules()
+        } else {
+            default_rules()
+        };
+        replace_file(&next, &file)?;
+        wait_for_metadata(&env.client, 1, "rules_digest", &digests[(swap + 1) % 2]).await?;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let (mut accepted, mut refused) = (0, 0);
+    for answers in join_all(load).await {
+        for answer in answers? {
+            let answer = answer?; // a timeout or transport error fails the test
+            if answer.ok() {
+                assert_eq!(answer.level(), Some(2000));
+                accepted += 1;
+            } else {
+                assert_eq!(answer.code, Some(409), "{:?}", answer.body);
+                let message = answer.body["error"].as_str().unwrap_or_default();
+                assert!(message.contains("holds at most 1000"), "{message}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        accepted > 0 && refused > 0,
+        "both rule sets served: {accepted} / {refused}"
+    );
+    // Every applied change was decided by the rules that accept it.
+    let deciders: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT rules_name FROM stock_movements")
+            .fetch_all(&env.db.pool)
+            .await?;
+    assert_eq!(deciders, vec!["beaker-default-rules".to_string()]);
+    assert_eq!(env.db.count("stock_movements").await?, accepted);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_deploy_reaches_every_instance_and_rollback_undoes_it() -> Result<()> {
+    let env = TestEnv::start("deploy_two_instances").await?;
+    let _second = env.start_another(|c| c)?;
+    let url = env.nats.url();
+    let threshold = threshold_rules();
+    let path = threshold.to_str().unwrap_or_default();
+
+    let deployed = beaker_cli(&url, &["rules", "deploy", path])?;
+    let stdout = String::from_utf8_lossy(&deployed.stdout);
+    assert_eq!(
+        deployed.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    let digest = sha256_file(&threshold)?;
+    let infos = wait_for_metadata(&env.client, 2, "rules_digest", &digest).await?;
+    for info in &infos {
+        let id = info["id"].as_str().unwrap_or_default();
+        assert!(stdout.contains(id), "deploy lists instance {id}: {stdout}");
+    }
+    let status = beaker_cli(&url, &["rules", "status"])?;
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(
+        text.matches("beaker-threshold-rules 1.0.0").count(),
+        3,
+        "bucket + two instances: {text}"
+    );
+    assert_eq!(env.add("cap", 2000).await?.code, Some(409));
+
+    let rolled_back = beaker_cli(&url, &["rules", "rollback"])?;
+    // Nothing was deployed through the bucket before: nothing to roll back to.
+    assert_eq!(rolled_back.status.code(), Some(1));
+
+    // Deploy the defaults, then roll back to the threshold rules.
+    let default = default_rules();
+    let again = beaker_cli(
+        &url,
+        &["rules", "deploy", default.to_str().unwrap_or_default()],
+    )?;
+    assert_eq!(again.status.code(), Some(0));
+    assert!(env.add("cap", 2000).await?.ok());
+    let rolled_back = beaker_cli(&url, &["rules", "rollback"])?;
+    assert_eq!(
+        rolled_back.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&rolled_back.stderr)
+    );
+    wait_for_metadata(&env.client, 2, "rules_digest", &digest).await?;
+    assert_eq!(env.add("cap2", 2000).await?.code, Some(409));
+
+    // A third instance started now serves the deployed rules from the start.
+    let third = env.start_another(|c| c)?;
+    wait_for_metadata(&env.client, 3, "rules_digest", &digest).await?;
+    drop(third);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_rules_are_compared_never_applied_then_promoted() -> Result<()> {
+    let env = TestEnv::start("shadow_rules").await?;
+    let url = env.nats.url();
+    let threshold = threshold_rules();
+    let shadow = beaker_cli(
+        &url,
+        &[
+            "rules",
+            "deploy",
+            "--shadow",
+            threshold.to_str().unwrap_or_default(),
+        ],
+    )?;
+    assert_eq!(
+        shadow.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&shadow.stderr)
+    );
+
+    // A known mix: five adds the shadow would refuse (diverge), three gets
+    // and two small removes both agree on.
+    for n in 0..5 {
+        assert!(env.add(&format!("big-{n}"), 2000).await?.ok());
+    }
+    for n in 0..3 {
+        env.get(&format!("big-{n}")).await?;
+    }
+    env.remove("big-0", 1).await?;
+    env.remove("big-1", 1).await?;
+    let infos = wait_for_metadata(&env.client, 1, "shadow_agreements", "5").await?;
+    assert_eq!(infos[0]["metadata"]["shadow_divergences"], "5");
+    assert_eq!(infos[0]["metadata"]["shadow_failures"], "0");
+    // Nothing the shadow decided was applied.
+    assert_eq!(env.db.level("big-2").await?, Some(2000));
+    let names: Vec<String> = sqlx::query_scalar("SELECT DISTINCT rules_name FROM stock_movements")
+        .fetch_all(&env.db.pool)
+        .await?;
+    assert_eq!(names, vec!["beaker-default-rules".to_string()]);
+    // Each divergence was logged with both decisions.
+    let divergences = env
+        .beaker
+        .log_lines()
+        .into_iter()
+        .filter(|l| l["message"] == "shadow rules diverge")
+        .collect::<Vec<_>>();
+    assert_eq!(divergences.len(), 5);
+    assert!(
+        divergences[0]["shadow"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("rule-violated")
+    );
+    let status =
+        String::from_utf8_lossy(&beaker_cli(&url, &["rules", "status"])?.stdout).to_string();
+    assert!(status.contains("5 agree, 5 diverge"), "{status}");
+
+    let promoted = beaker_cli(&url, &["rules", "promote"])?;
+    assert_eq!(
+        promoted.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&promoted.stderr)
+    );
+    assert_eq!(env.add("big-9", 2000).await?.code, Some(409));
+    let infos = service_infos(&env.client, Duration::from_millis(200)).await?;
+    assert!(
+        infos[0]["metadata"]["shadow_digest"].is_null(),
+        "the shadow is gone once promoted"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_runs_a_table_of_cases_offline() -> Result<()> {
+    let root = beaker_tests::workspace_root();
+    let cases = root.join("examples/cases/default-rules.cases");
+    let ok = beaker_cli(
+        "nats://127.0.0.1:1",
+        &[
+            "rules",
+            "check",
+            default_rules().to_str().unwrap_or_default(),
+            "--cases",
+            cases.to_str().unwrap_or_default(),
+        ],
+    )?;
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(ok.status.code(), Some(0), "{text}");
+    assert!(text.contains("12 passed, 0 failed"), "{text}");
+
+    // The threshold rules announce low stock only on crossing: the default
+    // table catches the difference.
+    let differs = beaker_cli(
+        "nats://127.0.0.1:1",
+        &[
+            "rules",
+            "check",
+            threshold_rules().to_str().unwrap_or_default(),
+            "--cases",
+            cases.to_str().unwrap_or_default(),
+        ],
+    )?;
+    let text = String::from_utf8_lossy(&differs.stdout);
+    assert_eq!(differs.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL"), "{text}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_says_clearly_when_nats_or_instances_are_missing() -> Result<()> {
+    let port = beaker_tests::free_port()?;
+    let path = threshold_rules();
+    let path = path.to_str().unwrap_or_default();
+    let no_nats = beaker_cli(
+        &format!("nats://127.0.0.1:{port}"),
+        &["rules", "deploy", path],
+    )?;
+    assert_eq!(no_nats.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&no_nats.stderr).contains("cannot connect to NATS"));
+
+    let nats = beaker_tests::NatsServer::start("deploy_no_instances")?;
+    let nobody = beaker_cli(&nats.url(), &["rules", "deploy", path])?;
+    assert_eq!(nobody.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("no running instance answered"));
+    Ok(())
+}
