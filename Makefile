@@ -12,6 +12,7 @@ export NATS_URL ?= nats://127.0.0.1:4222
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/beaker
 
 .PHONY: help build rules host run test unit lint fmt services services-down clean-data
+.PHONY: image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -56,3 +57,8 @@ fmt: ## Format the code
 
 clean-data: services-down ## Stop project-local services and delete .beaker/
 	rm -rf .beaker
+
+# --- development environment and delivery ----------------------------------
+
+image: ## Build the runtime image (needs a Docker engine): beaker:local
+	docker build --target runtime -t beaker:local .
