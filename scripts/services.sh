@@ -97,7 +97,9 @@ ensure_nats() {
     is_loopback "$NATS_HOST" || die "NATS does not answer at $NATS_HOST:$NATS_PORT (NATS_URL=$NATS_URL); start it there first"
     mkdir -p "$DATA/nats"
     say "starting nats-server with JetStream on $NATS_HOST:$NATS_PORT (data in .beaker/nats)"
-    nohup "$(nats_bin)" -a "$NATS_HOST" -p "$NATS_PORT" -js -sd "$DATA/nats" \
+    # In a session of its own: Ctrl-C on `make run` or `make dev` stops the
+    # service, not the server it uses.
+    setsid nohup "$(nats_bin)" -a "$NATS_HOST" -p "$NATS_PORT" -js -sd "$DATA/nats" \
         -l "$DATA/nats.log" -P "$DATA/nats.pid" >/dev/null 2>&1 &
     wait_for_port "$NATS_HOST" "$NATS_PORT" nats-server "$DATA/nats.log"
 }
