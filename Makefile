@@ -12,7 +12,7 @@ export NATS_URL ?= nats://127.0.0.1:4222
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/beaker
 
 .PHONY: help build rules host run test unit lint fmt services services-down clean-data
-.PHONY: image dev
+.PHONY: image dev profile
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -65,3 +65,6 @@ image: ## Build the runtime image (needs a Docker engine): beaker:local
 
 dev: ## Serve, rebuild and restart on every change (NATS and Postgres keep running)
 	@scripts/dev.sh $(ARGS)
+
+profile: ## CPU flamegraph of the host under load: target/profile/flamegraph.svg
+	@scripts/profile.sh
