@@ -12,7 +12,7 @@ export NATS_URL ?= nats://127.0.0.1:4222
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/beaker
 
 .PHONY: help build rules host run test unit lint fmt services services-down clean-data
-.PHONY: image dev profile deny
+.PHONY: image dev profile deny check-deploy
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -72,3 +72,6 @@ profile: ## CPU flamegraph of the host under load: target/profile/flamegraph.svg
 deny: ## cargo deny: licences, bans, sources and advisories (DENY_CHECKS to choose)
 	@command -v cargo-deny >/dev/null 2>&1 || $(CARGO) install --locked cargo-deny
 	$(CARGO) deny check $(DENY_CHECKS)
+
+check-deploy: ## Lint the Dockerfile, compose, devcontainer, CI workflow and scripts (no Docker engine needed)
+	@scripts/check-deploy.sh
