@@ -16,6 +16,7 @@ export NATS_URL ?= nats://127.0.0.1:4222
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/beaker
 
 .PHONY: help build rules host run test unit lint fmt services services-down clean-data
+.PHONY: image dev profile deny check-deploy
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -60,3 +61,21 @@ fmt: ## Format the code
 
 clean-data: services-down ## Stop project-local services and delete .beaker/
 	rm -rf .beaker
+
+# --- development environment and delivery ----------------------------------
+
+image: ## Build the runtime image (needs a Docker engine): beaker:local
+	docker build --target runtime -t beaker:local .
+
+dev: ## Serve, rebuild and restart on every change (NATS and Postgres keep running)
+	@scripts/dev.sh $(ARGS)
+
+profile: ## CPU flamegraph of the host under load: target/profile/flamegraph.svg
+	@scripts/profile.sh
+
+deny: ## cargo deny: licences, bans, sources and advisories (DENY_CHECKS to choose)
+	@command -v cargo-deny >/dev/null 2>&1 || $(CARGO) install --locked cargo-deny
+	$(CARGO) deny check $(DENY_CHECKS)
+
+check-deploy: ## Lint the Dockerfile, compose, devcontainer, CI workflow and scripts (no Docker engine needed)
+	@scripts/check-deploy.sh

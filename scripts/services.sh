@@ -3,11 +3,13 @@
 # `make test`:
 #   - the Rust target wasm32-wasip2 (for the rules component);
 #   - nats-server with JetStream at $NATS_URL (default nats://127.0.0.1:4222);
-#   - PostgreSQL at 127.0.0.1:$PGPORT (default 5432), user postgres.
+#   - PostgreSQL at $PGHOST:$PGPORT (default 127.0.0.1:5432), user postgres.
 #
-# A service that already answers at its address is used as it is. Otherwise
-# it is installed with apt (when root or sudo is available) and started with
-# its data under .beaker/, listening on loopback only.
+# A service that already answers at its address is used as it is. Otherwise,
+# if that address is on this machine (loopback), it is installed with apt
+# (when root or sudo is available) and started with its data under .beaker/,
+# listening on loopback only; a service expected elsewhere (the devcontainer's
+# `nats` and `postgres` containers, a managed NATS) must already be running.
 #
 # Usage: scripts/services.sh up | test | down | status
 #   up      everything `make run` needs, NATS and PostgreSQL running
@@ -25,7 +27,7 @@ NATS_HOSTPORT=${NATS_HOSTPORT##*@}
 NATS_HOSTPORT=${NATS_HOSTPORT%%,*}
 NATS_HOST=${NATS_HOSTPORT%%:*}
 NATS_PORT=${NATS_HOSTPORT##*:}
-PGHOST=127.0.0.1
+PGHOST=${PGHOST:-127.0.0.1}
 PGPORT=${PGPORT:-5432}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -48,6 +50,9 @@ apt_install() {
 }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# Only a service on this machine is ours to start.
+is_loopback() { case "$1" in 127.*|localhost|::1|'[::1]') return 0 ;; *) return 1 ;; esac; }
 
 wait_for_port() { # host port what log
     for _ in $(seq 1 100); do
@@ -89,16 +94,19 @@ ensure_nats() {
         say "NATS answers at $NATS_HOST:$NATS_PORT: using it"
         return
     fi
+    is_loopback "$NATS_HOST" || die "NATS does not answer at $NATS_HOST:$NATS_PORT (NATS_URL=$NATS_URL); start it there first"
     mkdir -p "$DATA/nats"
     say "starting nats-server with JetStream on $NATS_HOST:$NATS_PORT (data in .beaker/nats)"
-    nohup "$(nats_bin)" -a "$NATS_HOST" -p "$NATS_PORT" -js -sd "$DATA/nats" \
+    # In a session of its own: Ctrl-C on `make run` or `make dev` stops the
+    # service, not the server it uses.
+    setsid nohup "$(nats_bin)" -a "$NATS_HOST" -p "$NATS_PORT" -js -sd "$DATA/nats" \
         -l "$DATA/nats.log" -P "$DATA/nats.pid" >/dev/null 2>&1 &
     wait_for_port "$NATS_HOST" "$NATS_PORT" nats-server "$DATA/nats.log"
 }
 
 pg_bindir() {
     local dir
-    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    dir=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -1)
     [ -n "$dir" ] && [ -x "$dir/initdb" ] && { echo "$dir"; return 0; }
     command -v initdb >/dev/null 2>&1 && { dirname "$(command -v initdb)"; return 0; }
     return 1
@@ -114,6 +122,7 @@ ensure_postgres() {
         say "PostgreSQL answers at $PGHOST:$PGPORT: using it"
         return
     fi
+    is_loopback "$PGHOST" || die "PostgreSQL does not answer at $PGHOST:$PGPORT (PGHOST); start it there first"
     pg_bindir >/dev/null || apt_install postgresql postgresql-client
     # Debian's package may have started its own cluster on the same port.
     port_open "$PGHOST" "$PGPORT" && { say "PostgreSQL answers at $PGHOST:$PGPORT: using it"; return; }
