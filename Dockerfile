@@ -41,17 +41,23 @@ COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
 COPY host/Cargo.toml host/
 COPY guest/Cargo.toml guest/
 COPY tests/Cargo.toml tests/
+COPY examples/rules-threshold/Cargo.toml examples/rules-threshold/
+COPY tests/rules/hostile/Cargo.toml tests/rules/hostile/
+COPY tests/rules/broken/Cargo.toml tests/rules/broken/
+COPY tests/rules/incompatible/Cargo.toml tests/rules/incompatible/
 # Empty crates behind the real manifests; then the commands of `make host` and
 # `make rules`; then forget our own (stub) crates so that the next stage
 # cannot mistake them for up to date.
-RUN mkdir -p host/src guest/src tests/src \
+RUN mkdir -p host/src guest/src tests/src examples/rules-threshold/src \
+        tests/rules/hostile/src tests/rules/broken/src tests/rules/incompatible/src \
     && echo 'fn main() {}' > host/src/main.rs \
-    && touch host/src/lib.rs guest/src/lib.rs tests/src/lib.rs \
+    && touch host/src/lib.rs guest/src/lib.rs tests/src/lib.rs examples/rules-threshold/src/lib.rs \
+        tests/rules/hostile/src/lib.rs tests/rules/broken/src/lib.rs tests/rules/incompatible/src/lib.rs \
     && cargo build --release -p beaker \
-    && cargo build --release -p beaker-rules --target wasm32-wasip2 \
+    && cargo build --release --target wasm32-wasip2 -p beaker-rules -p beaker-rules-threshold -p beaker-test-rules-hostile -p beaker-test-rules-broken -p beaker-test-rules-incompatible \
     && cargo clean --release -p beaker \
-    && cargo clean --release -p beaker-rules --target wasm32-wasip2 \
-    && rm -rf host/src guest/src tests/src
+    && cargo clean --release --target wasm32-wasip2 -p beaker-rules -p beaker-rules-threshold -p beaker-test-rules-hostile -p beaker-test-rules-broken -p beaker-test-rules-incompatible \
+    && rm -rf host/src guest/src tests/src examples/rules-threshold/src tests/rules/*/src
 
 # -------------------------------------------------------------------- build --
 FROM deps AS build

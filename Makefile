@@ -9,8 +9,7 @@ WASM_TARGET := wasm32-wasip2
 RULES := target/$(WASM_TARGET)/release/beaker_rules.wasm
 # Every rules component in the workspace: the default rules, the example,
 # and the deliberately broken ones the tests load.
-RULES_CRATES := beaker-rules beaker-rules-threshold beaker-test-rules-hostile \
-	beaker-test-rules-broken beaker-test-rules-incompatible
+RULES_PACKAGES := -p beaker-rules -p beaker-rules-threshold -p beaker-test-rules-hostile -p beaker-test-rules-broken -p beaker-test-rules-incompatible
 BEAKER := target/release/beaker
 export NATS_URL ?= nats://127.0.0.1:4222
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/beaker
@@ -28,7 +27,7 @@ host:
 
 rules:
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
-	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(RULES_CRATES))
+	$(CARGO) build --release --target $(WASM_TARGET) $(RULES_PACKAGES)
 
 services: ## Install/start NATS (JetStream) and PostgreSQL if they are not already answering
 	@scripts/services.sh up
