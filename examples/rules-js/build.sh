@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Builds the JavaScript rules into a component for the beaker:inventory/rules
+# world:
+#
+#   examples/rules-js/build.sh        ->  target/rules-js/beaker_rules_js.wasm
+#
+# Everything comes from the pinned packages in package-lock.json; nothing is
+# downloaded while building (componentize-js runs SpiderMonkey under wizer,
+# both shipped inside the npm packages). Re-running is cheap: the packages are
+# reinstalled only when the lockfile changes, and the component is rebuilt
+# only when the source, the WIT or the lockfile is newer than it.
+#
+# Environment:
+#   BEAKER_RULES_JS_OUT   where to write the component
+#                         (default: <repo>/target/rules-js/beaker_rules_js.wasm)
+#   FORCE=1               rebuild even if the component looks up to date
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+out=${BEAKER_RULES_JS_OUT:-$root/target/rules-js/beaker_rules_js.wasm}
+wit=$root/wit
+cd "$here"
+
+# 1. The pinned tools. `npm ci` installs exactly the lockfile and leaves its
+#    own copy in node_modules/, which tells us next time whether to redo it.
+if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+    echo "rules-js: installing pinned packages (npm ci)" >&2
+    npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# 2. Nothing to do when the component is newer than everything it is made of.
+if [[ -z ${FORCE:-} && -f $out ]] &&
+    [[ -z $(find src "$wit" package-lock.json build.sh -newer "$out" -type f -print -quit) ]]; then
+    echo "rules-js: up to date: $out" >&2
+    exit 0
+fi
+
+# 3. Build. Every optional StarlingMonkey feature is disabled: the rules need
+#    no console, timers, randomness or fetch, and without them the component
+#    imports nothing from WASI at all (only the world's own type interface),
+#    so it loads in a host that links no WASI. The price: an uncaught
+#    exception traps instead of printing to stderr (the host reports a trap).
+mkdir -p "$(dirname "$out")"
+tmp="$out.tmp.$$"
+trap 'rm -f "$tmp"' EXIT
+start=$SECONDS
+./node_modules/.bin/componentize-js \
+    --wit "$wit" --world-name rules \
+    --disable stdio random clocks http fetch-event \
+    --out "$tmp" src/rules.js
+
+# 4. Refuse a component that imports more than the world's types: a newer
+#    componentize-js that pulls in WASI again must not slip through unnoticed.
+imports=$(./node_modules/.bin/jco wit "$tmp" | sed -n 's/^ *import \([^;]*\);$/\1/p')
+unexpected=$(grep -v '^beaker:inventory/types@' <<<"$imports" || true)
+if [[ -n $unexpected ]]; then
+    echo "rules-js: the component imports more than beaker:inventory/types:" >&2
+    echo "$unexpected" >&2
+    exit 1
+fi
+
+mv "$tmp" "$out"
+trap - EXIT
+echo "rules-js: built $out ($(stat -c %s "$out") bytes, $((SECONDS - start)) s); imports: $(tr '\n' ' ' <<<"$imports")" >&2
