@@ -22,11 +22,16 @@ out=${BEAKER_RULES_JS_OUT:-$root/target/rules-js/beaker_rules_js.wasm}
 wit=$root/wit
 cd "$here"
 
-# 1. The pinned tools. `npm ci` installs exactly the lockfile and leaves its
-#    own copy in node_modules/, which tells us next time whether to redo it.
+# 1. The pinned tools, at the versions in package-lock.json. Not `npm ci`:
+#    a registry that serves only some platforms' builds of the native
+#    optional packages (rolldown's, jco's) leaves the others out of the
+#    lockfile, and `npm ci` then refuses the lockfile as incomplete.
+#    `npm install --no-save` installs the locked versions all the same and
+#    never rewrites the lockfile. npm leaves its own copy in node_modules/,
+#    which tells us next time whether to redo this.
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
-    echo "rules-js: installing pinned packages (npm ci)" >&2
-    npm ci --no-audit --no-fund --loglevel=error
+    echo "rules-js: installing pinned packages (npm install --no-save)" >&2
+    npm install --no-save --no-audit --no-fund --loglevel=error
 fi
 
 # 2. Nothing to do when the component is newer than everything it is made of.
