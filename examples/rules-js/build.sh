@@ -2,23 +2,34 @@
 # Builds the JavaScript rules into a component for the beaker:inventory/rules
 # world:
 #
-#   examples/rules-js/build.sh        ->  target/rules-js/beaker_rules_js.wasm
+#   examples/rules-js/build.sh           ->  target/rules-js/beaker_rules_js.wasm
+#   examples/rules-js/build.sh quickjs   ->  target/rules-js/beaker_rules_js_quickjs.wasm
+#
+# The default engine is SpiderMonkey (componentize-js, run under wizer); the
+# `quickjs` argument builds with QuickJS instead (componentize-qjs, through
+# jco): an eighth of the size and of the memory, but younger, and with a
+# known flaw in u32 values of 2^31 and above (see examples/README.md).
 #
 # Everything comes from the pinned packages in package-lock.json; nothing is
-# downloaded while building (componentize-js runs SpiderMonkey under wizer,
-# both shipped inside the npm packages). Re-running is cheap: the packages are
-# reinstalled only when the lockfile changes, and the component is rebuilt
-# only when the source, the WIT or the lockfile is newer than it.
+# downloaded while building (the engines ship inside the npm packages).
+# Re-running is cheap: the packages are reinstalled only when the lockfile
+# changes, and the component is rebuilt only when the source, the WIT or the
+# lockfile is newer than it.
 #
 # Environment:
-#   BEAKER_RULES_JS_OUT   where to write the component
-#                         (default: <repo>/target/rules-js/beaker_rules_js.wasm)
+#   BEAKER_RULES_JS_OUT   where to write the component (default: see above)
 #   FORCE=1               rebuild even if the component looks up to date
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-out=${BEAKER_RULES_JS_OUT:-$root/target/rules-js/beaker_rules_js.wasm}
+engine=${1:-starlingmonkey}
+case $engine in
+    starlingmonkey) name=beaker_rules_js ;;
+    quickjs) name=beaker_rules_js_quickjs ;;
+    *) echo "usage: $0 [starlingmonkey|quickjs]" >&2; exit 2 ;;
+esac
+out=${BEAKER_RULES_JS_OUT:-$root/target/rules-js/$name.wasm}
 wit=$root/wit
 cd "$here"
 
@@ -41,19 +52,33 @@ if [[ -z ${FORCE:-} && -f $out ]] &&
     exit 0
 fi
 
-# 3. Build. Every optional StarlingMonkey feature is disabled: the rules need
-#    no console, timers, randomness or fetch, and without them the component
-#    imports nothing from WASI at all (only the world's own type interface),
-#    so it loads in a host that links no WASI. The price: an uncaught
-#    exception traps instead of printing to stderr (the host reports a trap).
+# 3. Build, with no WASI: the rules need no console, timers, randomness or
+#    fetch, and without them the component imports nothing but the world's
+#    own type interface, so it loads in a host that links no WASI at all.
+#    The price: an uncaught exception traps instead of printing to stderr
+#    (the host reports a trap).
+#    - SpiderMonkey: every optional feature disabled.
+#    - QuickJS: synchronous exports, and the WASI imports its runtime still
+#      has replaced by stubs that trap. (jco resolves the source against its
+#      working directory twice, hence the absolute paths.)
 mkdir -p "$(dirname "$out")"
 tmp="$out.tmp.$$"
 trap 'rm -f "$tmp"' EXIT
 start=$SECONDS
-./node_modules/.bin/componentize-js \
-    --wit "$wit" --world-name rules \
-    --disable stdio random clocks http fetch-event \
-    --out "$tmp" src/rules.js
+case $engine in
+    starlingmonkey)
+        ./node_modules/.bin/componentize-js \
+            --wit "$wit" --world-name rules \
+            --disable stdio random clocks http fetch-event \
+            --out "$tmp" src/rules.js
+        ;;
+    quickjs)
+        ./node_modules/.bin/jco componentize --backend quickjs \
+            --backend-qjs-disable-async --backend-qjs-stub-wasi \
+            --wit "$wit" --world-name rules \
+            --out "$tmp" "$here/src/rules.js" >/dev/null
+        ;;
+esac
 
 # 4. Refuse a component that imports more than the world's types: a newer
 #    componentize-js that pulls in WASI again must not slip through unnoticed.

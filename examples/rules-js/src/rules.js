@@ -2,21 +2,26 @@
 //
 // The same rules, with the same messages, as the Rust component in
 // `guest/src/rules.rs`, implementing the `beaker:inventory/rules` world of
-// `wit/inventory.wit`. Built into a component by componentize-js; see
-// `build.sh`.
+// `wit/inventory.wit`. Built into a component by componentize-js (or,
+// optionally, componentize-qjs); see `build.sh`.
 //
-// How the WIT types look from here (componentize-js bindings):
-// - `request` is `{ sku, operation }`, `operation` is `{ tag: 'add' | 'remove', val }`
+// How the WIT types look from here, in both tools' bindings:
+// - `request` is `{ sku, operation }`; `operation` is `{ tag: 'add' | 'remove', val }`
 //   or `{ tag: 'get' }`;
-// - `option<stock>` is `undefined` for none, `{ level }` for some;
+// - `option<stock>` is `{ level }` for some, and `undefined` (componentize-js)
+//   or `null` (componentize-qjs) for none: test with `== null`;
 // - `limits` is `{ maxQuantity, maxStockLevel }`;
-// - a `result` is returned as `{ tag: 'ok', val }` or `{ tag: 'err', val }`,
-//   and a `rejection` is `{ tag: 'invalid-request' | 'unknown-product' |
-//   'rule-violated', val: message }`.
+// - the `result` of `decide` is returned as the `decision` for ok and thrown
+//   as the `rejection` for err; a rejection is a plain object
+//   `{ tag: 'invalid-request' | 'unknown-product' | 'rule-violated', val: message }`.
+//   (Throw no `Error`: componentize-js traps on one instead of returning it.)
 //
 // Numbers are JavaScript doubles, so `level + quantity` never wraps: every
 // u32 sum is exact. What matters is never to return a level above
-// `limits.maxStockLevel` (the bindings would truncate anything past u32).
+// `limits.maxStockLevel`. Every u32 is read through `>>> 0`, because
+// componentize-qjs 0.4.5 hands u32 values of 2^31 and above over as
+// negative numbers (the host keeps every level below 2^31, so this is
+// belt and braces there).
 
 /** The name these rules report through `describe`. */
 export const NAME = 'beaker-default-rules-js';
@@ -33,67 +38,65 @@ export function describe() {
 }
 
 /**
- * Decides one request against the product's current stock
- * (`current` is undefined when the product has never been stocked).
+ * Decides one request against the product's current stock (`current` is
+ * undefined or null when the product has never been stocked). Returns the
+ * decision; throws the rejection.
  */
 export function decide(request, current, limits) {
   const { sku, operation } = request;
+  const maxQuantity = limits.maxQuantity >>> 0;
+  const maxStockLevel = limits.maxStockLevel >>> 0;
+  const known = current != null;
   switch (operation.tag) {
     case 'get':
-      return ok(current === undefined ? 0 : current.level);
+      return decision(known ? current.level >>> 0 : 0);
 
     case 'add': {
-      const quantity = operation.val;
-      const invalid = checkQuantity(quantity, limits);
-      if (invalid) return invalid;
-      const level = current === undefined ? 0 : current.level;
+      const quantity = operation.val >>> 0;
+      checkQuantity(quantity, maxQuantity);
+      const level = known ? current.level >>> 0 : 0;
       const newLevel = level + quantity;
-      if (newLevel > limits.maxStockLevel) {
-        return err(
+      if (newLevel > maxStockLevel) {
+        throw rejection(
           'rule-violated',
-          `cannot add ${quantity} units of ${sku}: the stock level would exceed the maximum of ${limits.maxStockLevel} (it is ${level})`,
+          `cannot add ${quantity} units of ${sku}: the stock level would exceed the maximum of ${maxStockLevel} (it is ${level})`,
         );
       }
-      return ok(newLevel);
+      return decision(newLevel);
     }
 
     case 'remove': {
-      const quantity = operation.val;
-      const invalid = checkQuantity(quantity, limits);
-      if (invalid) return invalid;
-      if (current === undefined) {
-        return err('unknown-product', `product ${sku} is not known: it has never been stocked`);
+      const quantity = operation.val >>> 0;
+      checkQuantity(quantity, maxQuantity);
+      if (!known) {
+        throw rejection('unknown-product', `product ${sku} is not known: it has never been stocked`);
       }
-      const level = current.level;
+      const level = current.level >>> 0;
       if (quantity > level) {
-        return err('rule-violated', `cannot remove ${quantity} units of ${sku}: only ${level} in stock`);
+        throw rejection('rule-violated', `cannot remove ${quantity} units of ${sku}: only ${level} in stock`);
       }
       const newLevel = level - quantity;
       const events =
         newLevel < LOW_STOCK_THRESHOLD ? [{ tag: 'low-stock', val: { sku, level: newLevel } }] : [];
-      return ok(newLevel, events);
+      return decision(newLevel, events);
     }
 
     default:
       // The WIT has no other operation; answer rather than trap if one appears.
-      return err('invalid-request', `unsupported operation ${String(operation.tag)}`);
+      throw rejection('invalid-request', `unsupported operation ${String(operation.tag)}`);
   }
 }
 
-function checkQuantity(quantity, limits) {
-  if (quantity === 0 || quantity > limits.maxQuantity) {
-    return err(
-      'invalid-request',
-      `quantity must be between 1 and ${limits.maxQuantity}, got ${quantity}`,
-    );
+function checkQuantity(quantity, maxQuantity) {
+  if (quantity === 0 || quantity > maxQuantity) {
+    throw rejection('invalid-request', `quantity must be between 1 and ${maxQuantity}, got ${quantity}`);
   }
-  return null;
 }
 
-function ok(level, events = []) {
-  return { tag: 'ok', val: { level, events } };
+function decision(level, events = []) {
+  return { level, events };
 }
 
-function err(tag, message) {
-  return { tag: 'err', val: { tag, val: message } };
+function rejection(tag, message) {
+  return { tag, val: message };
 }

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { decide, describe } from '../src/rules.js';
+import { decide as decideOrThrow, describe } from '../src/rules.js';
 
 const LIMITS = { maxQuantity: 1_000_000, maxStockLevel: 1_000_000_000 };
 const U32_MAX = 2 ** 32 - 1;
@@ -12,6 +12,17 @@ const add = (n) => ({ tag: 'add', val: n });
 const remove = (n) => ({ tag: 'remove', val: n });
 const get = { tag: 'get' };
 const stock = (level) => ({ level });
+
+// `decide` returns the decision and throws the rejection; as a result value
+// (the shape the component model gives it) the two are easier to compare.
+function decide(request, current, limits) {
+  try {
+    return { tag: 'ok', val: decideOrThrow(request, current, limits) };
+  } catch (rejection) {
+    assert.ok(!(rejection instanceof Error), `threw an Error, not a rejection: ${rejection}`);
+    return { tag: 'err', val: rejection };
+  }
+}
 
 function decideNow(operation, current) {
   return decide({ sku: 'sku-1', operation }, current, LIMITS);
@@ -105,4 +116,24 @@ test('remove refuses zero quantity, before looking at the stock', () => {
 test('get reports the level and zero for unknown', () => {
   assert.deepEqual(decideNow(get, stock(42)), ok(42));
   assert.deepEqual(decideNow(get, undefined), ok(0));
+});
+
+test('an unknown product may arrive as null as well as undefined', () => {
+  assert.deepEqual(decideNow(get, null), ok(0));
+  assert.deepEqual(decideNow(add(5), null), ok(5));
+  assert.deepEqual(
+    decideNow(remove(1), null),
+    rejected('unknown-product', 'product sku-1 is not known: it has never been stocked'),
+  );
+});
+
+test('u32 values handed over as negative numbers are read as u32', () => {
+  // componentize-qjs 0.4.5 passes u32 values of 2^31 and above this way.
+  assert.deepEqual(
+    decide({ sku: 's', operation: add(2) }, stock(-2), { maxQuantity: -1, maxStockLevel: -1 }),
+    rejected(
+      'rule-violated',
+      'cannot add 2 units of s: the stock level would exceed the maximum of 4294967295 (it is 4294967294)',
+    ),
+  );
 });
