@@ -2,8 +2,9 @@
 
 The same rules, with the same messages, as the Rust component in
 `guest/src/rules.rs`, implementing the `beaker:inventory/rules` world of
-`wit/inventory.wit`. Built into a component by componentize-py; see
-`build.sh`, which also generates the `wit_world` bindings imported here.
+`wit/inventory.wit`. Built into a component by componentize-py (see
+`build.sh`), which generates the `wit_world` bindings imported here;
+`build.sh test` writes them to `bindings/` to run this under CPython.
 
 From Python, `option<stock>` is `None` or a `Stock`; a `result` is returned
 as the `Decision` for ok, and raised as `Err(rejection)` for err.
