@@ -14,7 +14,7 @@ BEAKER := target/release/beaker
 export NATS_URL ?= nats://127.0.0.1:4222
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/beaker
 
-.PHONY: help build rules host run test unit lint fmt services services-down clean-data
+.PHONY: help build rules rules-js rules-py host run test unit lint fmt services services-down clean-data
 .PHONY: image dev profile deny check-deploy
 
 help: ## List the targets
@@ -28,6 +28,12 @@ host:
 rules:
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	$(CARGO) build --release --target $(WASM_TARGET) $(RULES_PACKAGES)
+
+rules-js: ## The default rules in JavaScript (examples/rules-js): target/rules-js/beaker_rules_js.wasm
+	examples/rules-js/build.sh
+
+rules-py: ## The default rules in Python (examples/rules-py): target/rules-py/beaker_rules_py.wasm
+	examples/rules-py/build.sh
 
 services: ## Install/start NATS (JetStream) and PostgreSQL if they are not already answering
 	@scripts/services.sh up
@@ -48,7 +54,7 @@ run: services build ## Start everything and run the service (Ctrl-C stops it)
 
 test: ## The whole test suite (installs what is missing first)
 	@scripts/services.sh test
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory build rules-js
 	$(CARGO) nextest run --release --workspace --no-fail-fast
 
 lint: ## rustfmt and clippy, warnings as errors

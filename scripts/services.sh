@@ -14,8 +14,9 @@
 # Usage: scripts/services.sh up | test | down | status
 #   up      everything `make run` needs, NATS and PostgreSQL running
 #   test    everything `make test` needs: the tests start their own
-#           nats-server, so only its binary is required, and PostgreSQL
-#           running (each test creates its own database)
+#           nats-server, so only its binary is required, PostgreSQL
+#           running (each test creates its own database), and Node.js with
+#           npm (the JavaScript rules example is built and tested)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -73,6 +74,13 @@ ensure_rust_target() {
     if ! cargo nextest --version >/dev/null 2>&1; then
         say "installing cargo-nextest"
         cargo install cargo-nextest --locked
+    fi
+}
+
+# The JavaScript rules example is built with npm packages.
+ensure_node() {
+    if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+        apt_install nodejs npm
     fi
 }
 
@@ -161,7 +169,7 @@ status() {
 
 case "${1:-up}" in
     up) ensure_rust_target; ensure_nats; ensure_postgres ;;
-    test) ensure_rust_target; ensure_nats_binary; ensure_postgres ;;
+    test) ensure_rust_target; ensure_node; ensure_nats_binary; ensure_postgres ;;
     down) down ;;
     status) status ;;
     *) die "usage: $0 up|test|down|status" ;;

@@ -350,3 +350,39 @@ async fn deploy_says_clearly_when_nats_or_instances_are_missing() -> Result<()> 
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("no running instance answered"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_rules_written_in_javascript_pass_the_same_cases() -> Result<()> {
+    // Built by `make rules-js` (part of `make test`) from examples/rules-js.
+    let root = beaker_tests::workspace_root();
+    let component = root.join("target/rules-js/beaker_rules_js.wasm");
+    assert!(
+        component.exists(),
+        "{} is missing: run `make rules-js`",
+        component.display()
+    );
+    let cases = root.join("examples/cases/default-rules.cases");
+    let output = beaker_cli(
+        "nats://127.0.0.1:1",
+        &[
+            "rules",
+            "check",
+            component.to_str().unwrap_or_default(),
+            "--cases",
+            cases.to_str().unwrap_or_default(),
+            // SpiderMonkey needs about 9 MiB, more than the default cap.
+            "--rules-memory-mib",
+            "16",
+        ],
+    )?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.starts_with("beaker-default-rules-js 1.0.0"), "{text}");
+    assert!(text.contains("12 passed, 0 failed"), "{text}");
+    Ok(())
+}

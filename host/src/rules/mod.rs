@@ -247,14 +247,14 @@ impl RulesEngine {
         let engine_error = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(limits.max_instances)
-            .total_core_instances(limits.max_instances.saturating_mul(4))
+            .total_core_instances(limits.max_instances.saturating_mul(8))
             .total_memories(limits.max_instances.saturating_mul(2))
             .total_tables(limits.max_instances.saturating_mul(4))
             .total_stacks(limits.max_instances)
             .max_memory_size(limits.max_memory_bytes)
             .max_memories_per_component(4)
             .max_tables_per_component(8)
-            .max_core_instances_per_component(32);
+            .max_core_instances_per_component(64);
         let mut config = Config::new();
         config
             .wasm_component_model(true)
