@@ -13,6 +13,8 @@ use tokio::sync::Notify;
 
 use crate::config::{EventsArgs, ServeArgs, StreamStorage};
 use crate::events::{self, EventsError, Relay, RelaySettings, StreamSettings};
+use crate::health::{self, Health};
+use crate::metrics::Metrics;
 use crate::micro::{self, Identity, Registry};
 use crate::nats::{self, NatsError, redact_nats_urls};
 use crate::rules::state::RulesState;
@@ -20,6 +22,7 @@ use crate::rules::{self, LoadError, RulesEngine};
 use crate::schema::{SchemaError, Schemas};
 use crate::service::{Parts, Service, ServiceLimits};
 use crate::store::{Store, StoreError, redact_url};
+use crate::telemetry::Telemetry;
 
 /// The service's name in the NATS micro protocol.
 pub const SERVICE_NAME: &str = env!("CARGO_PKG_NAME");
@@ -41,13 +44,23 @@ pub enum ServeError {
     Schema(#[from] SchemaError),
     #[error(transparent)]
     Events(#[from] EventsError),
+    #[error(transparent)]
+    Listen(#[from] health::ListenError),
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
 }
 
 /// Runs the service until SIGINT or SIGTERM.
-pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+pub async fn serve(args: ServeArgs, telemetry: Arc<Telemetry>) -> Result<(), ServeError> {
+    let result = run(args, telemetry.clone()).await;
+    // Whatever happened, export what is buffered.
+    telemetry.shutdown();
+    result
+}
+
+async fn run(args: ServeArgs, telemetry: Arc<Telemetry>) -> Result<(), ServeError> {
     let schemas = Schemas::compile()?;
+    let metrics = Metrics::new();
 
     let db = args.db.config();
     tracing::info!(database = %redact_url(&db.url), "using database");
@@ -73,7 +86,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let origin = format!("file:{}", args.rules.path.display());
     let rules = Arc::new(RulesState::new(engine, rules, &origin));
 
-    let client = nats::connect(&args.nats, SERVICE_NAME).await?;
+    let client = nats::connect(&args.nats, SERVICE_NAME, Some(metrics.clone())).await?;
     let js = jetstream::new(client.clone());
     let stream = stream_settings(&args.events);
     events::ensure_stream(&js, &stream).await?;
@@ -109,7 +122,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             idempotency_ttl: args.events.idempotency_ttl,
         },
         relay_wake: relay_wake.clone(),
+        metrics: metrics.clone(),
     });
+    metrics.observe(rules.clone(), store.clone());
 
     let subscriptions = Service::subscribe(&client, &identity.queue_group)
         .await
@@ -124,6 +139,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Subscribe(e.to_string()))?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let health_task = if args.service.metrics_addr.is_empty() {
+        None
+    } else {
+        let health = Health {
+            telemetry,
+            client: client.clone(),
+            store: store.clone(),
+            rules: rules.clone(),
+        };
+        Some(health::serve(&args.service.metrics_addr, health, stop_rx.clone()).await?)
+    };
     let discovery_task = tokio::spawn(micro::serve(
         client.clone(),
         registry.clone(),
@@ -140,6 +166,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             stream.clone(),
             relay_settings(&args.events),
             relay_wake.clone(),
+            metrics.clone(),
         );
         tokio::spawn(relay.run(relay_stop_rx))
     });
@@ -186,6 +213,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         tracing::error!(error = %e, "discovery task failed");
     }
     for task in rules_tasks {
+        let _ = task.await;
+    }
+    if let Some(task) = health_task {
         let _ = task.await;
     }
     let _ = relay_stop_tx.send(true);

@@ -299,6 +299,13 @@ pub struct ServiceArgs {
         default_value_t = 16384
     )]
     pub max_request_bytes: usize,
+    /// Address of the metrics and health endpoint (/metrics, /healthz, /readyz); empty: none.
+    #[arg(
+        long = "metrics-addr",
+        env = "BEAKER_METRICS_ADDR",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub metrics_addr: String,
     /// Do not run database migrations at start.
     #[arg(long = "skip-migrations", env = "BEAKER_SKIP_MIGRATIONS")]
     pub skip_migrations: bool,

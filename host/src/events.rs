@@ -15,6 +15,7 @@
 //! jitter while NATS or the stream is unavailable, and shares the work with
 //! other instances through `FOR UPDATE SKIP LOCKED`.
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,11 @@ use async_nats::jetstream::{self, Context};
 use bytes::Bytes;
 use tokio::sync::{Notify, watch};
 
+use opentelemetry::KeyValue;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::metrics::Metrics;
 use crate::service::stopped;
 use crate::store::{PendingEvent, Store, StoreError};
 
@@ -94,6 +100,7 @@ pub struct Relay {
     stream: StreamSettings,
     settings: RelaySettings,
     wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -126,6 +133,7 @@ impl Relay {
         stream: StreamSettings,
         settings: RelaySettings,
         wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             store,
@@ -133,6 +141,7 @@ impl Relay {
             stream,
             settings,
             wake,
+            metrics,
         }
     }
 
@@ -142,6 +151,11 @@ impl Relay {
         let mut failures: u32 = 0;
         let mut housekeeping = tokio::time::interval(self.settings.housekeeping_interval);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let sampler = tokio::spawn(sample_backlog(
+            self.store.clone(),
+            self.metrics.clone(),
+            stop.clone(),
+        ));
         loop {
             if *stop.borrow() {
                 break;
@@ -209,6 +223,7 @@ impl Relay {
         if last.await.is_err() {
             tracing::warn!("stopped with events still pending in the outbox");
         }
+        let _ = sampler.await;
     }
 
     /// Claims a batch, publishes it (pipelined), waits for every ack, and
@@ -224,22 +239,35 @@ impl Relay {
         }
         let mut acks = Vec::with_capacity(batch.events.len());
         for event in &batch.events {
-            acks.push((event.id, self.publish(event).await));
+            let span = publish_span(event);
+            let sent = self.publish(event).instrument(span.clone()).await;
+            acks.push((event, span, sent));
         }
         let mut published = Vec::with_capacity(acks.len());
         let mut failed = Vec::new();
-        for (id, sent) in acks {
+        for (event, span, sent) in acks {
             let result = match sent {
-                Ok(ack) => ack.await.map(|_| ()).map_err(|e| (e.kind(), e.to_string())),
+                Ok(ack) => ack
+                    .into_future()
+                    .instrument(span.clone())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (e.kind(), e.to_string())),
                 Err(e) => Err((e.kind(), e.to_string())),
             };
+            let subject = KeyValue::new("messaging.destination.name", event.subject.clone());
             match result {
-                Ok(()) => published.push(id),
+                Ok(()) => {
+                    published.push(event.id);
+                    self.metrics.events_published.add(1, &[subject]);
+                }
                 Err((kind, message)) => {
+                    span.record("otel.status_code", "ERROR");
                     if kind == jetstream::context::PublishErrorKind::StreamNotFound {
                         round.stream_missing = true;
                     }
-                    failed.push((id, message));
+                    self.metrics.publish_failures.add(1, &[subject]);
+                    failed.push((event.id, message));
                 }
             }
         }
@@ -289,6 +317,52 @@ impl Relay {
             ),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+        }
+    }
+}
+
+/// The publish of one event: its own span (the relay works outside any
+/// request), linked to the request that committed the event.
+fn publish_span(event: &PendingEvent) -> tracing::Span {
+    use opentelemetry::trace::TraceContextExt;
+    let span = tracing::info_span!(
+        "publish",
+        otel.name = format!("publish {}", event.subject),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "nats",
+        messaging.operation.name = "publish",
+        messaging.destination.name = %event.subject,
+        messaging.message.id = %event.msg_id,
+        beaker.request_id = %event.request_id,
+    );
+    // A fresh trace, not the request's: the publish may happen much later.
+    let _ = span.set_parent(opentelemetry::Context::new());
+    let origin = crate::telemetry::context_from_pairs(&event.headers);
+    let origin = origin.span().span_context().clone();
+    if origin.is_valid() {
+        span.add_link(origin);
+    }
+    span
+}
+
+/// Samples the outbox backlog for the metrics every few seconds.
+async fn sample_backlog(store: Store, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
+    use std::sync::atomic::Ordering;
+    loop {
+        if let Ok((count, oldest)) = store.outbox_backlog().await {
+            metrics
+                .gauges
+                .outbox_backlog
+                .store(u64::try_from(count).unwrap_or(0), Ordering::Relaxed);
+            metrics.gauges.outbox_oldest_ms.store(
+                u64::try_from(oldest.as_millis()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+        }
+        tokio::select! {
+            () = stopped(&mut stop) => return,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
     }
 }

@@ -7,6 +7,8 @@ pub mod bounds;
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod health;
+pub mod metrics;
 pub mod micro;
 pub mod nats;
 pub mod rules;

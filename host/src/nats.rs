@@ -1,10 +1,13 @@
 //! Connecting to NATS with the configured authentication and TLS.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectOptions, Event};
 
 use crate::config::NatsArgs;
+use crate::metrics::Metrics;
 
 /// Why the connection could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -24,12 +27,16 @@ pub enum NatsError {
 
 /// Connects, retrying with back-off for up to `--nats-connect-timeout-ms`
 /// (services often start in any order), then failing with a clear message.
-pub async fn connect(args: &NatsArgs, client_name: &str) -> Result<Client, NatsError> {
+pub async fn connect(
+    args: &NatsArgs,
+    client_name: &str,
+    metrics: Option<Arc<Metrics>>,
+) -> Result<Client, NatsError> {
     let deadline = Instant::now() + Duration::from_millis(args.connect_timeout_ms);
     let mut pause = Duration::from_millis(100);
     let mut warned = false;
     loop {
-        match connect_once(args, client_name).await {
+        match connect_with(args, client_name, metrics.clone()).await {
             Ok(client) => return Ok(client),
             Err(NatsError::Connect { url, reason }) if Instant::now() + pause < deadline => {
                 if !warned {
@@ -44,23 +51,27 @@ pub async fn connect(args: &NatsArgs, client_name: &str) -> Result<Client, NatsE
     }
 }
 
+/// One attempt, for the client commands: fails at once when NATS is not
+/// there.
 pub async fn connect_once(args: &NatsArgs, client_name: &str) -> Result<Client, NatsError> {
+    connect_with(args, client_name, None).await
+}
+
+async fn connect_with(
+    args: &NatsArgs,
+    client_name: &str,
+    metrics: Option<Arc<Metrics>>,
+) -> Result<Client, NatsError> {
+    let connections = Arc::new(AtomicU64::new(0));
     let mut options = ConnectOptions::new()
         .name(client_name)
         .connection_timeout(Duration::from_millis(
             args.connect_timeout_ms.clamp(100, 5000),
         ))
-        .event_callback(|event| async move {
-            match event {
-                Event::Connected => tracing::info!("NATS connection (re-)established"),
-                Event::Disconnected => tracing::warn!("NATS connection lost; reconnecting"),
-                Event::ServerError(e) => tracing::error!(error = %e, "NATS server error"),
-                Event::ClientError(e) => tracing::error!(error = %e, "NATS client error"),
-                Event::SlowConsumer(sid) => {
-                    tracing::warn!(subscription = sid, "NATS slow consumer: messages dropped")
-                }
-                other => tracing::info!(event = %other, "NATS event"),
-            }
+        .event_callback(move |event| {
+            let metrics = metrics.clone();
+            let connections = connections.clone();
+            async move { on_event(event, metrics.as_deref(), &connections) }
         });
     if let Some(path) = &args.creds {
         options =
@@ -107,6 +118,36 @@ pub async fn connect_once(args: &NatsArgs, client_name: &str) -> Result<Client, 
             url: redacted,
             reason: e.to_string(),
         })
+}
+
+/// Logs connection events and keeps the connection metrics.
+fn on_event(event: Event, metrics: Option<&Metrics>, connections: &AtomicU64) {
+    let connected = |up: u64| {
+        if let Some(m) = metrics {
+            m.gauges.nats_connected.store(up, Ordering::Relaxed);
+        }
+    };
+    match event {
+        Event::Connected => {
+            connected(1);
+            if connections.fetch_add(1, Ordering::Relaxed) > 0
+                && let Some(m) = metrics
+            {
+                m.nats_reconnects.add(1, &[]);
+            }
+            tracing::info!("NATS connection (re-)established")
+        }
+        Event::Disconnected => {
+            connected(0);
+            tracing::warn!("NATS connection lost; reconnecting")
+        }
+        Event::ServerError(e) => tracing::error!(error = %e, "NATS server error"),
+        Event::ClientError(e) => tracing::error!(error = %e, "NATS client error"),
+        Event::SlowConsumer(sid) => {
+            tracing::warn!(subscription = sid, "NATS slow consumer: messages dropped")
+        }
+        other => tracing::info!(event = %other, "NATS event"),
+    }
 }
 
 /// The server list with any user info in the URLs removed, for logs.

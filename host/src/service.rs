@@ -14,8 +14,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
+use crate::metrics::Metrics;
 use crate::micro::Registry;
 use crate::rules::state::RulesState;
 use crate::rules::{self, CallError, Decision, Event, Operation, Rejection, Rules};
@@ -55,6 +57,7 @@ pub struct Service {
     permits: Arc<Semaphore>,
     /// Wakes the outbox relay when a change with events commits.
     relay_wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Service {
@@ -76,6 +79,7 @@ pub struct Parts {
     pub limits: ServiceLimits,
     /// Notified after a change with events commits.
     pub relay_wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Service {
@@ -90,6 +94,7 @@ impl Service {
             permits: Arc::new(Semaphore::new(limits.max_in_flight.max(1) as usize)),
             limits,
             relay_wake: parts.relay_wake,
+            metrics: parts.metrics,
         })
     }
 
@@ -199,37 +204,100 @@ impl Service {
 
     async fn answer(&self, endpoint: Endpoint, message: Message, received: Instant) {
         let request_id = Uuid::now_v7();
+        let rules = self.rules.active();
         let span = tracing::info_span!(
             "request",
-            endpoint = endpoint.subject(),
-            request_id = %request_id,
-            sku = tracing::field::Empty,
+            otel.name = endpoint.subject(),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "nats",
+            messaging.operation.name = "process",
+            messaging.destination.name = endpoint.subject(),
+            beaker.request_id = %request_id,
+            beaker.sku = tracing::field::Empty,
+            beaker.outcome = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            beaker.error.code = tracing::field::Empty,
+            rules.name = %rules.name,
+            rules.version = %rules.version,
+            rules.digest = %rules.digest,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
-        async {
+        // Continue the caller's trace (W3C traceparent in the NATS headers).
+        if let Some(headers) = &message.headers {
+            let parent = opentelemetry::global::get_text_map_propagator(|p| {
+                p.extract(&crate::telemetry::HeaderExtractor(headers))
+            });
+            let _ = span.set_parent(parent);
+        }
+        {
+            use opentelemetry::trace::TraceContextExt;
+            let context = span.context();
+            let span_context = context.span().span_context().clone();
+            if span_context.is_valid() {
+                span.record("trace_id", span_context.trace_id().to_string());
+                span.record("span_id", span_context.span_id().to_string());
+            }
+        }
+        let reply = async {
             let key = message
                 .headers
                 .as_ref()
                 .and_then(|h| h.get(IDEMPOTENCY_HEADER))
                 .map(|v| v.as_str().to_string());
             let reply = self
-                .handle(endpoint, &message.payload, key.as_deref(), request_id)
+                .handle(
+                    endpoint,
+                    &message.payload,
+                    key.as_deref(),
+                    request_id,
+                    &rules,
+                )
                 .await;
+            let current = tracing::Span::current();
             match &reply {
-                Reply::Ok { level, .. } => tracing::debug!(level, "answered"),
-                Reply::Err { code, message } if code.is_callers() => {
-                    tracing::info!(code = code.code(), error = %message, "refused")
+                Reply::Ok { level, .. } => {
+                    current.record("beaker.outcome", "ok");
+                    tracing::debug!(level, "answered");
                 }
                 Reply::Err { code, message } => {
-                    tracing::error!(code = code.code(), error = %message, "failed")
+                    current.record("beaker.outcome", code.outcome());
+                    current.record("error.type", code.outcome());
+                    current.record("beaker.error.code", code.code());
+                    if code.is_callers() {
+                        tracing::info!(code = code.code(), error = %message, "refused");
+                    } else {
+                        current.record("otel.status_code", "ERROR");
+                        tracing::error!(code = code.code(), error = %message, "failed");
+                    }
                 }
-                Reply::Replay { .. } => {
+                Reply::Replay { error, .. } => {
+                    current.record("beaker.outcome", "replay");
+                    if let Some((code, _)) = error {
+                        current.record("beaker.error.code", code);
+                    }
                     tracing::info!("retry with a known idempotency key: stored reply sent again")
                 }
             }
-            self.send(endpoint, &message, &reply, received).await;
+            self.send(endpoint, &message, &reply, received)
+                .instrument(tracing::info_span!("respond"))
+                .await;
+            reply
         }
         .instrument(span)
-        .await
+        .await;
+        let outcome = match &reply {
+            Reply::Ok { .. } => "ok",
+            Reply::Err { code, .. } => code.outcome(),
+            Reply::Replay { .. } => "replay",
+        };
+        self.metrics.record_request(
+            endpoint.name(),
+            endpoint.subject(),
+            outcome,
+            received.elapsed(),
+        );
     }
 
     /// Decodes, validates and executes one request. Never panics on input.
@@ -240,16 +308,17 @@ impl Service {
         payload: &[u8],
         key: Option<&str>,
         request_id: Uuid,
+        rules: &Rules,
     ) -> Reply {
-        let (request, canonical) = match self.decode(endpoint, payload) {
+        let decoded = tracing::info_span!("validate").in_scope(|| self.decode(endpoint, payload));
+        let (request, canonical) = match decoded {
             Ok(decoded) => decoded,
             Err(reply) => return reply,
         };
-        tracing::Span::current().record("sku", request.sku.as_str());
-        let rules = self.rules.active();
+        tracing::Span::current().record("beaker.sku", request.sku.as_str());
         match endpoint {
             // A get changes nothing, so it is idempotent without a key.
-            Endpoint::Get => self.get(&rules, request).await,
+            Endpoint::Get => self.get(rules, request).await,
             Endpoint::Add | Endpoint::Remove => {
                 let key = match key
                     .map(|k| idempotency_key(k, endpoint, &canonical, self.limits.idempotency_ttl))
@@ -258,7 +327,7 @@ impl Service {
                     Some(Ok(key)) => Some(key),
                     Some(Err(reply)) => return reply,
                 };
-                self.change(&rules, endpoint, request, key.as_ref(), request_id)
+                self.change(rules, endpoint, request, key.as_ref(), request_id)
                     .await
             }
         }
@@ -313,7 +382,7 @@ impl Service {
             sku: request.sku.clone(),
             operation: Operation::Get,
         };
-        match self.rules.engine().decide(rules, &ask, current).await {
+        match self.decide(rules, &ask, current).await {
             Ok(outcome) => {
                 self.rules
                     .compare_in_shadow(ask.clone(), current, outcome.clone());
@@ -344,83 +413,147 @@ impl Service {
             Endpoint::Add => (Operation::Add(quantity), "add"),
             _ => (Operation::Remove(quantity), "remove"),
         };
-        let ask = rules::Request {
-            sku: request.sku.clone(),
-            operation,
+        let change = Planned {
+            rules,
+            ask: rules::Request {
+                sku: request.sku,
+                operation,
+            },
+            operation: name,
+            quantity,
+            key,
+            request_id,
         };
-        for _ in 0..MAX_ATTEMPTS {
-            let change = match self.store.begin_change(&request.sku, key).await {
-                Ok(Begun::Change(change)) => change,
-                Ok(Begun::Replay(stored)) => {
-                    return Reply::Replay {
-                        body: stored.body,
-                        error: stored.error,
-                    };
-                }
-                Ok(Begun::KeyReused) => {
-                    return Reply::error(
-                        ErrorCode::Conflict,
-                        format!(
-                            "idempotency key {} was already used for a different request",
-                            key.map_or("", |k| k.key.as_str())
-                        ),
-                    );
-                }
-                Err(e) => return store_failure(e),
-            };
-            let current = change.current;
-            let decision = match self.rules.engine().decide(rules, &ask, current).await {
-                Ok(Ok(decision)) => decision,
-                Ok(Err(rejection)) => {
-                    let reply = rejected(rejection.clone());
-                    return match change.refuse(&stored(&reply)).await {
-                        Ok(()) => {
-                            self.rules
-                                .compare_in_shadow(ask.clone(), current, Err(rejection));
-                            reply
-                        }
-                        Err(e) => store_failure(e),
-                    };
-                }
-                Err(e) => return rules_failure(rules, e),
-            };
-            let events = match self.encode_events(&decision) {
-                Ok(events) => events,
-                Err(reply) => return reply,
-            };
-            let movement = Movement {
-                operation: name,
-                quantity,
-                level_after: decision.level,
-                rules: RulesStamp {
-                    name: rules.name.clone(),
-                    version: rules.version.clone(),
-                    digest: rules.digest.clone(),
-                },
-                request_id,
-                trace_id: None,
-            };
-            let reply = Reply::Ok {
-                sku: request.sku.clone(),
-                level: decision.level,
-            };
-            match change.commit(&movement, &events, &stored(&reply)).await {
-                Ok(()) => {
-                    if !events.is_empty() {
-                        self.relay_wake.notify_one();
-                    }
-                    self.rules
-                        .compare_in_shadow(ask.clone(), current, Ok(decision));
-                    return reply;
-                }
-                Err(StoreError::Contended) => continue,
-                Err(e) => return store_failure(e),
+        for attempt in 1..=MAX_ATTEMPTS {
+            let transaction = tracing::info_span!(
+                "db.transaction",
+                db.system.name = "postgresql",
+                beaker.attempt = attempt,
+            );
+            match self.attempt(&change).instrument(transaction).await {
+                Step::Done(reply) => return reply,
+                Step::Retry => continue,
             }
         }
         Reply::error(
             ErrorCode::Unavailable,
             "the product is being changed by many requests at once; try again",
         )
+    }
+
+    /// One transaction: claim the key, lock the row, decide, write, commit.
+    async fn attempt(&self, planned: &Planned<'_>) -> Step {
+        let Planned {
+            rules, ask, key, ..
+        } = planned;
+        let change = match self.store.begin_change(&ask.sku, *key).await {
+            Ok(Begun::Change(change)) => change,
+            Ok(Begun::Replay(stored)) => {
+                return Step::Done(Reply::Replay {
+                    body: stored.body,
+                    error: stored.error,
+                });
+            }
+            Ok(Begun::KeyReused) => {
+                return Step::Done(Reply::error(
+                    ErrorCode::Conflict,
+                    format!(
+                        "idempotency key {} was already used for a different request",
+                        key.map_or("", |k| k.key.as_str())
+                    ),
+                ));
+            }
+            Err(e) => return Step::Done(store_failure(e)),
+        };
+        let current = change.current;
+        let decision = match self.decide(rules, ask, current).await {
+            Ok(Ok(decision)) => decision,
+            Ok(Err(rejection)) => {
+                let reply = rejected(rejection.clone());
+                return Step::Done(match change.refuse(&stored(&reply)).await {
+                    Ok(()) => {
+                        self.rules
+                            .compare_in_shadow(ask.clone(), current, Err(rejection));
+                        reply
+                    }
+                    Err(e) => store_failure(e),
+                });
+            }
+            Err(e) => return Step::Done(rules_failure(rules, e)),
+        };
+        let events = match self.encode_events(&decision) {
+            Ok(events) => events,
+            Err(reply) => return Step::Done(reply),
+        };
+        let movement = Movement {
+            operation: planned.operation,
+            quantity: planned.quantity,
+            level_after: decision.level,
+            rules: RulesStamp {
+                name: rules.name.clone(),
+                version: rules.version.clone(),
+                digest: rules.digest.clone(),
+            },
+            request_id: planned.request_id,
+            trace_id: current_trace_id(),
+        };
+        let reply = Reply::Ok {
+            sku: ask.sku.clone(),
+            level: decision.level,
+        };
+        match change.commit(&movement, &events, &stored(&reply)).await {
+            Ok(()) => {
+                if !events.is_empty() {
+                    self.relay_wake.notify_one();
+                }
+                self.rules
+                    .compare_in_shadow(ask.clone(), current, Ok(decision));
+                Step::Done(reply)
+            }
+            Err(StoreError::Contended) => Step::Retry,
+            Err(e) => Step::Done(store_failure(e)),
+        }
+    }
+
+    /// Asks the rules, timed and traced; counts violations.
+    async fn decide(
+        &self,
+        rules: &Rules,
+        ask: &rules::Request,
+        current: Option<u32>,
+    ) -> Result<crate::rules::state::Outcome, CallError> {
+        let span = tracing::info_span!(
+            "rules.decide",
+            rules.name = %rules.name,
+            rules.version = %rules.version,
+            rules.digest = %rules.digest,
+            beaker.operation = %rules::describe_operation(ask.operation),
+            beaker.current = current.map_or(-1, i64::from),
+            beaker.rules.violation = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let result = self
+            .rules
+            .engine()
+            .decide(rules, ask, current)
+            .instrument(span.clone())
+            .await;
+        self.metrics.rules_duration.record(
+            started.elapsed().as_secs_f64(),
+            &[opentelemetry::KeyValue::new(
+                "rules.name",
+                rules.name.clone(),
+            )],
+        );
+        if let Err(e) = &result {
+            span.record("beaker.rules.violation", e.kind());
+            span.record("otel.status_code", "ERROR");
+            self.metrics
+                .violations
+                .add(1, &[opentelemetry::KeyValue::new("kind", e.kind())]);
+        }
+        result
     }
 
     /// Serializes the decision's events, checked against their schema,
@@ -438,11 +571,13 @@ impl Service {
                         tracing::error!(error = %e, "rules asked for an invalid low-stock event");
                         return Err(internal());
                     }
+                    // The event carries the request's trace context, so
+                    // that a consumer continues the same trace.
                     encoded.push(OutboxEvent {
                         msg_id: Uuid::now_v7(),
                         subject: LOW_STOCK_SUBJECT.to_string(),
                         payload: value.to_string(),
-                        headers: Vec::new(),
+                        headers: crate::telemetry::current_trace_headers(),
                     });
                 }
             }
@@ -494,6 +629,33 @@ impl Service {
             }
         }
     }
+}
+
+/// A change to make, the same on every attempt.
+struct Planned<'a> {
+    rules: &'a Rules,
+    ask: rules::Request,
+    operation: &'static str,
+    quantity: u32,
+    key: Option<&'a IdempotencyKey>,
+    request_id: Uuid,
+}
+
+/// How one attempt at a change ended.
+enum Step {
+    Done(Reply),
+    /// The product was created concurrently: decide again.
+    Retry,
+}
+
+/// The current trace's id, for the ledger.
+fn current_trace_id() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    let context = tracing::Span::current().context();
+    let span_context = context.span().span_context().clone();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
 }
 
 /// The reply as it is stored under an idempotency key.

@@ -12,7 +12,21 @@ use std::time::Duration;
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Postgres, Row, Transaction};
+use tracing::Instrument;
 use uuid::Uuid;
+
+/// A span for one statement, named as the OpenTelemetry database
+/// conventions ask: `{operation} {table}`.
+fn statement(operation: &'static str, table: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "db.query",
+        otel.name = format!("{operation} {table}"),
+        otel.kind = "client",
+        db.system.name = "postgresql",
+        db.operation.name = operation,
+        db.collection.name = table,
+    )
+}
 
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
@@ -238,6 +252,7 @@ impl Store {
         let row = sqlx::query("SELECT stock_level FROM inventory WHERE product_sku = $1")
             .bind(sku)
             .fetch_optional(&self.pool)
+            .instrument(statement("SELECT", "inventory"))
             .await?;
         row.map(|r| level_from(r.get::<i32, _>(0))).transpose()
     }
@@ -250,9 +265,16 @@ impl Store {
         sku: &str,
         key: Option<&IdempotencyKey>,
     ) -> Result<Begun, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self
+            .pool
+            .begin()
+            .instrument(statement("BEGIN", "inventory"))
+            .await?;
         if let Some(key) = key {
-            match claim_key(&mut tx, key).await? {
+            match claim_key(&mut tx, key)
+                .instrument(statement("INSERT", "idempotency"))
+                .await?
+            {
                 Claim::Owned => {}
                 Claim::Replay(reply) => return Ok(Begun::Replay(reply)),
                 Claim::Reused => return Ok(Begun::KeyReused),
@@ -262,6 +284,7 @@ impl Store {
             sqlx::query("SELECT stock_level FROM inventory WHERE product_sku = $1 FOR UPDATE")
                 .bind(sku)
                 .fetch_optional(&mut *tx)
+                .instrument(statement("SELECT", "inventory"))
                 .await?;
         let current = row.map(|r| level_from(r.get::<i32, _>(0))).transpose()?;
         Ok(Begun::Change(Change {
@@ -395,7 +418,7 @@ impl Change {
                  ON CONFLICT (product_sku) DO NOTHING RETURNING product_sku"
             }
         };
-        let statement = format!(
+        let write = format!(
             "WITH moved AS ({level_change}), \
              ledger AS (\
                INSERT INTO stock_movements (product_sku, operation, quantity, level_before, \
@@ -415,7 +438,7 @@ impl Change {
         let subjects: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
         let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
         let headers: Vec<String> = events.iter().map(|e| headers_json(&e.headers)).collect();
-        let written: i64 = sqlx::query_scalar(&statement)
+        let written: i64 = sqlx::query_scalar(&write)
             .bind(&self.sku)
             .bind(to_db(movement.level_after)?)
             .bind(movement.operation)
@@ -433,13 +456,24 @@ impl Change {
             .bind(&reply.body)
             .bind(self.key.as_deref())
             .fetch_one(&mut *self.tx)
+            .instrument(statement(
+                if self.current.is_some() {
+                    "UPDATE"
+                } else {
+                    "INSERT"
+                },
+                "inventory",
+            ))
             .await?;
         if written != 1 {
             // Only the insert of a new product can write nothing: someone
             // else created it after our read. Roll back and decide again.
             return Err(StoreError::Contended);
         }
-        self.tx.commit().await?;
+        self.tx
+            .commit()
+            .instrument(statement("COMMIT", "inventory"))
+            .await?;
         Ok(())
     }
 

@@ -1,38 +1,290 @@
-//! Logging: `RUST_LOG`-style filtering, human lines on a terminal and JSON
-//! lines elsewhere (or as chosen with `--log-format`), always on stderr so
-//! that stdout stays free for command output.
+//! Logs, traces and metrics.
+//!
+//! - **Logs**: `RUST_LOG`-style filtering, human lines on a terminal and
+//!   JSON lines elsewhere (or as chosen with `--log-format`), on stderr.
+//!   Lines logged inside a request carry its `trace_id` and `span_id`.
+//! - **Traces**: `tracing` spans become OpenTelemetry spans. A tracer
+//!   provider is always installed, so that trace context flows from callers
+//!   through the host to event consumers (W3C `traceparent`), and ledger
+//!   rows and logs carry trace ids; spans are *exported* only when an OTLP
+//!   endpoint is configured with the standard `OTEL_*` variables.
+//! - **Metrics**: one OpenTelemetry meter provider with two readers: a
+//!   Prometheus registry served at `/metrics`, and, when an OTLP endpoint
+//!   is configured, a periodic OTLP exporter.
+//!
+//! Configuration is the standard OpenTelemetry environment only:
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (and the per-signal `…_TRACES_ENDPOINT`,
+//! `…_METRICS_ENDPOINT`), `OTEL_EXPORTER_OTLP_PROTOCOL` (`http/protobuf`,
+//! the default, `http/json` or `grpc`), `OTEL_EXPORTER_OTLP_HEADERS`,
+//! `OTEL_SERVICE_NAME` (default `beaker`), `OTEL_RESOURCE_ATTRIBUTES`,
+//! `OTEL_SDK_DISABLED`, `OTEL_BSP_*`, `OTEL_METRIC_EXPORT_INTERVAL`.
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::format::FmtSpan;
+use opentelemetry::global;
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber. `default_filter` applies when
-/// `RUST_LOG` is not set. Safe to call once per process.
-pub fn init_logging(format: LogFormat, default_filter: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let json = match format {
+/// Why telemetry could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("cannot set up the OTLP {signal} exporter: {reason}")]
+    Exporter {
+        signal: &'static str,
+        reason: String,
+    },
+    #[error("cannot set up the Prometheus registry: {0}")]
+    Prometheus(String),
+}
+
+/// What stays alive while the process runs, and is flushed at the end.
+pub struct Telemetry {
+    tracer_provider: SdkTracerProvider,
+    meter_provider: SdkMeterProvider,
+    registry: prometheus::Registry,
+    /// Whether anything is sent to an OTLP endpoint.
+    pub exporting: bool,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("exporting", &self.exporting)
+            .finish_non_exhaustive()
+    }
+}
+
+fn wants_json(format: LogFormat) -> bool {
+    match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_span_events(FmtSpan::NONE);
-    let result = if json {
+    }
+}
+
+fn log_layer<S>(format: LogFormat, default_filter: &str) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync,
+{
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    if wants_json(format) {
         builder
             .json()
             .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init()
+            .with_current_span(false)
+            .with_span_list(true)
+            .with_filter(filter)
+            .boxed()
     } else {
-        builder.with_target(false).try_init()
+        builder.with_target(false).with_filter(filter).boxed()
+    }
+}
+
+/// Logging only, for the client commands.
+pub fn init_logging(format: LogFormat, default_filter: &str) {
+    let _ = tracing_subscriber::registry()
+        .with(log_layer(format, default_filter))
+        .try_init();
+}
+
+/// The OTLP protocol for a signal, from the standard variables; the
+/// specification's default is `http/protobuf`.
+fn protocol(signal: &str) -> Protocol {
+    let value = std::env::var(format!("OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"))
+        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        .unwrap_or_default();
+    match value.trim() {
+        "grpc" => Protocol::Grpc,
+        "http/json" => Protocol::HttpJson,
+        _ => Protocol::HttpBinary,
+    }
+}
+
+fn env_set(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.trim().is_empty())
+}
+
+/// Whether a signal has somewhere to go.
+fn exporting(signal: &str) -> bool {
+    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim() == "true");
+    !disabled
+        && (env_set("OTEL_EXPORTER_OTLP_ENDPOINT")
+            || env_set(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")))
+}
+
+fn resource() -> Resource {
+    let builder = Resource::builder();
+    // OTEL_SERVICE_NAME wins; the detectors read it and OTEL_RESOURCE_ATTRIBUTES.
+    let builder = if env_set("OTEL_SERVICE_NAME") {
+        builder
+    } else {
+        builder.with_service_name(env!("CARGO_PKG_NAME"))
     };
-    // A second initialisation (in tests) keeps the first subscriber.
-    drop(result);
+    builder
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .build()
+}
+
+/// Sets up logs, traces and metrics for `beaker serve`. Must run inside
+/// the Tokio runtime (the gRPC exporter needs it).
+pub fn init_service(format: LogFormat, default_filter: &str) -> Result<Telemetry, TelemetryError> {
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    let resource = resource();
+
+    let mut traces = SdkTracerProvider::builder().with_resource(resource.clone());
+    let export_traces = exporting("TRACES");
+    if export_traces {
+        let exporter = match protocol("TRACES") {
+            Protocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .build(),
+            http => opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(http)
+                .build(),
+        }
+        .map_err(|e| TelemetryError::Exporter {
+            signal: "traces",
+            reason: e.to_string(),
+        })?;
+        traces = traces.with_batch_exporter(exporter);
+    }
+    let tracer_provider = traces.build();
+    global::set_tracer_provider(tracer_provider.clone());
+
+    let registry = prometheus::Registry::new();
+    let prometheus = opentelemetry_prometheus::exporter()
+        .with_registry(registry.clone())
+        .build()
+        .map_err(|e| TelemetryError::Prometheus(e.to_string()))?;
+    let mut metrics = SdkMeterProvider::builder()
+        .with_resource(resource)
+        .with_reader(prometheus);
+    let export_metrics = exporting("METRICS");
+    if export_metrics {
+        let exporter = match protocol("METRICS") {
+            Protocol::Grpc => opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .build(),
+            http => opentelemetry_otlp::MetricExporter::builder()
+                .with_http()
+                .with_protocol(http)
+                .build(),
+        }
+        .map_err(|e| TelemetryError::Exporter {
+            signal: "metrics",
+            reason: e.to_string(),
+        })?;
+        metrics = metrics.with_reader(PeriodicReader::builder(exporter).build());
+    }
+    let meter_provider = metrics.build();
+    global::set_meter_provider(meter_provider.clone());
+
+    // Spans are recorded whatever RUST_LOG says about logs: they are needed
+    // for propagation and trace ids even when nothing is logged.
+    let span_filter = EnvFilter::new("info,async_nats=off,sqlx=off,wasmtime=off,cranelift=off");
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer_provider.tracer("beaker"))
+        .with_error_records_to_exceptions(true)
+        .with_filter(span_filter);
+    let _ = tracing_subscriber::registry()
+        .with(log_layer(format, default_filter))
+        .with(otel)
+        .try_init();
+
+    Ok(Telemetry {
+        tracer_provider,
+        meter_provider,
+        registry,
+        exporting: export_traces || export_metrics,
+    })
+}
+
+impl Telemetry {
+    /// The Prometheus text exposition of every metric.
+    pub fn render_prometheus(&self) -> Result<String, TelemetryError> {
+        use prometheus::Encoder;
+        let mut buffer = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .map_err(|e| TelemetryError::Prometheus(e.to_string()))?;
+        String::from_utf8(buffer).map_err(|e| TelemetryError::Prometheus(e.to_string()))
+    }
+
+    /// Exports what is buffered and stops the exporters.
+    pub fn shutdown(&self) {
+        if let Err(e) = self.tracer_provider.force_flush() {
+            tracing::warn!(error = %e, "cannot flush traces");
+        }
+        let _ = self.tracer_provider.shutdown();
+        if let Err(e) = self.meter_provider.force_flush() {
+            tracing::warn!(error = %e, "cannot flush metrics");
+        }
+        let _ = self.meter_provider.shutdown();
+    }
+}
+
+/// Reads W3C trace context from NATS headers.
+pub struct HeaderExtractor<'a>(pub &'a async_nats::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|v| v.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(k, _)| k.as_ref()).collect()
+    }
+}
+
+/// Writes W3C trace context as (name, value) pairs, e.g. into the outbox.
+#[derive(Debug, Default)]
+pub struct PairInjector(pub Vec<(String, String)>);
+
+impl Injector for PairInjector {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.push((key.to_string(), value));
+    }
+}
+
+/// The trace context of the current span as `traceparent`/`tracestate`
+/// pairs.
+pub fn current_trace_headers() -> Vec<(String, String)> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = tracing::Span::current().context();
+    let mut injector = PairInjector::default();
+    global::get_text_map_propagator(|p| p.inject_context(&context, &mut injector));
+    injector.0
+}
+
+/// Trace context from (name, value) pairs.
+pub fn context_from_pairs(pairs: &[(String, String)]) -> opentelemetry::Context {
+    struct Pairs<'a>(&'a [(String, String)]);
+    impl Extractor for Pairs<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v.as_str())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.iter().map(|(k, _)| k.as_str()).collect()
+        }
+    }
+    global::get_text_map_propagator(|p| p.extract(&Pairs(pairs)))
 }

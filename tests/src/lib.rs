@@ -350,6 +350,8 @@ impl Beaker {
             .env("BEAKER_RULES", &config.rules)
             .env("BEAKER_LOG_FORMAT", "json")
             .env("RUST_LOG", "info,beaker=debug")
+            // Any free port: tests run side by side.
+            .env("BEAKER_METRICS_ADDR", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (key, value) in &config.env {
@@ -381,6 +383,21 @@ impl Beaker {
         Ok(Self {
             child: Some(child),
             log,
+        })
+    }
+
+    /// The metrics and health endpoint's base URL, from the log line that
+    /// announces it (`BEAKER_METRICS_ADDR` is port 0 in tests).
+    pub fn metrics_url(&self) -> Option<String> {
+        self.log_lines().iter().find_map(|l| {
+            l["addr"]
+                .as_str()
+                .filter(|_| {
+                    l["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("metrics and health"))
+                })
+                .map(|a| format!("http://{a}"))
         })
     }
 

@@ -80,16 +80,48 @@ pub enum Command {
 }
 
 /// Runs the parsed command; errors are printed here, once, for a person.
+/// Sets up logging (and, for `serve`, traces and metrics) first.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Serve(args) => match app::serve(*args).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = %e, "beaker serve stopped");
-                eprintln!("beaker: {e}");
-                ExitCode::from(1)
-            }
-        },
+        Command::Serve(args) => {
+            let telemetry = match crate::telemetry::init_service(
+                cli.log.format,
+                "info,async_nats=warn,sqlx=warn",
+            ) {
+                Ok(telemetry) => std::sync::Arc::new(telemetry),
+                Err(e) => {
+                    eprintln!("beaker: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            serve(*args, telemetry).await
+        }
+        command => {
+            // The client commands log only what goes wrong.
+            crate::telemetry::init_logging(cli.log.format, "warn");
+            run_client(command).await
+        }
+    }
+}
+
+async fn serve(
+    args: ServeArgs,
+    telemetry: std::sync::Arc<crate::telemetry::Telemetry>,
+) -> ExitCode {
+    match app::serve(args, telemetry).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "beaker serve stopped");
+            eprintln!("beaker: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run_client(command: Command) -> ExitCode {
+    match command {
+        // `run` serves; nothing else reaches here with it.
+        Command::Serve(_) => ExitCode::from(2),
         Command::Migrate { db } => migrate(&db).await,
         Command::Call {
             subject,

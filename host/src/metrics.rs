@@ -1,0 +1,247 @@
+//! The service's metrics, named after the OpenTelemetry semantic
+//! conventions where one exists (`messaging.process.duration`,
+//! `db.client.connection.count`), `beaker.*` otherwise. In Prometheus the
+//! dots become underscores, counters end in `_total` and units are
+//! suffixed (`_seconds`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::global;
+use opentelemetry::metrics::{Counter, Histogram, Meter};
+
+use crate::rules::state::RulesState;
+use crate::store::Store;
+
+/// Buckets for request and rules durations, in seconds: from 50 µs to 10 s.
+const DURATION_BUCKETS: [f64; 17] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1,
+    0.25, 0.5, 1.0, 10.0,
+];
+
+/// Values sampled by background work and read when metrics are collected.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    /// Outbox rows not yet published.
+    pub outbox_backlog: AtomicU64,
+    /// Age of the oldest of them, in milliseconds.
+    pub outbox_oldest_ms: AtomicU64,
+    /// 1 while the NATS connection is up.
+    pub nats_connected: AtomicU64,
+}
+
+/// The instruments the request path and the relay record into.
+pub struct Metrics {
+    /// `beaker.requests`: requests answered, by endpoint and outcome.
+    pub requests: Counter<u64>,
+    /// `messaging.process.duration`: from receipt to reply, in seconds.
+    pub request_duration: Histogram<f64>,
+    /// `beaker.rules.call.duration`: one rules decision, sandbox included.
+    pub rules_duration: Histogram<f64>,
+    /// `beaker.rules.violations`: rules calls that failed, by kind
+    /// (`deadline`, `memory`, `trap`, `invalid_decision`, `exhausted`).
+    pub violations: Counter<u64>,
+    /// `beaker.events.published`: events acknowledged by JetStream.
+    pub events_published: Counter<u64>,
+    /// `beaker.events.publish_failures`: publish attempts that failed.
+    pub publish_failures: Counter<u64>,
+    /// `beaker.nats.reconnects`: NATS connections re-established.
+    pub nats_reconnects: Counter<u64>,
+    pub gauges: Arc<Gauges>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn meter() -> Meter {
+    global::meter("beaker")
+}
+
+impl Metrics {
+    /// Creates the instruments on the global meter provider.
+    pub fn new() -> Arc<Self> {
+        let meter = meter();
+        Arc::new(Self {
+            requests: meter
+                .u64_counter("beaker.requests")
+                .with_description("Requests answered, by endpoint and outcome")
+                .build(),
+            request_duration: meter
+                .f64_histogram("messaging.process.duration")
+                .with_unit("s")
+                .with_description("Time from receiving a request to sending its reply")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            rules_duration: meter
+                .f64_histogram("beaker.rules.call.duration")
+                .with_unit("s")
+                .with_description("Time of one rules decision, fresh sandbox included")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            violations: meter
+                .u64_counter("beaker.rules.violations")
+                .with_description("Rules calls that failed, by kind of violation")
+                .build(),
+            events_published: meter
+                .u64_counter("beaker.events.published")
+                .with_description("Events acknowledged by JetStream")
+                .build(),
+            publish_failures: meter
+                .u64_counter("beaker.events.publish_failures")
+                .with_description("Event publications that failed and will be retried")
+                .build(),
+            nats_reconnects: meter
+                .u64_counter("beaker.nats.reconnects")
+                .with_description("NATS connections re-established after a loss")
+                .build(),
+            gauges: Arc::new(Gauges::default()),
+        })
+    }
+
+    /// Registers the instruments read at collection time: the rules, the
+    /// database pool, the outbox and the NATS connection.
+    pub fn observe(&self, rules: Arc<RulesState>, store: Store) {
+        let meter = meter();
+        let state = rules.clone();
+        meter
+            .u64_observable_gauge("beaker.rules.active")
+            .with_description("The active rules: 1, labelled with their name, version and digest")
+            .with_callback(move |o| {
+                let active = state.active();
+                o.observe(
+                    1,
+                    &[
+                        KeyValue::new("rules.name", active.name.clone()),
+                        KeyValue::new("rules.version", active.version.clone()),
+                        KeyValue::new("rules.digest", active.digest.clone()),
+                    ],
+                );
+            })
+            .build();
+        let state = rules.clone();
+        meter
+            .u64_observable_counter("beaker.rules.swaps")
+            .with_description("Rules swapped in since start")
+            .with_callback(move |o| o.observe(state.stats.swaps.load(Ordering::Relaxed), &[]))
+            .build();
+        let state = rules.clone();
+        meter
+            .u64_observable_counter("beaker.rules.refusals")
+            .with_description("Rules candidates refused since start")
+            .with_callback(move |o| o.observe(state.stats.refusals.load(Ordering::Relaxed), &[]))
+            .build();
+        let state = rules;
+        meter
+            .u64_observable_gauge("beaker.rules.shadow.comparisons")
+            .with_description(
+                "Comparisons of the current shadow rules with the active ones, by result",
+            )
+            .with_callback(move |o| {
+                if state.shadow().is_none() {
+                    return;
+                }
+                let stats = state.shadow_stats();
+                for (result, value) in [
+                    ("agree", &stats.agreements),
+                    ("diverge", &stats.divergences),
+                    ("fail", &stats.failures),
+                    ("skip", &stats.skipped),
+                ] {
+                    o.observe(
+                        value.load(Ordering::Relaxed),
+                        &[KeyValue::new("result", result)],
+                    );
+                }
+            })
+            .build();
+        let pool = store.pool().clone();
+        meter
+            .u64_observable_gauge("db.client.connection.count")
+            .with_description("Database connections, by state (used or idle)")
+            .with_callback(move |o| {
+                let size = u64::from(pool.size());
+                let idle = u64::try_from(pool.num_idle()).unwrap_or(0);
+                let pool_name = KeyValue::new("db.client.connection.pool.name", "beaker");
+                o.observe(
+                    size.saturating_sub(idle),
+                    &[
+                        KeyValue::new("db.client.connection.state", "used"),
+                        pool_name.clone(),
+                    ],
+                );
+                o.observe(
+                    idle,
+                    &[
+                        KeyValue::new("db.client.connection.state", "idle"),
+                        pool_name,
+                    ],
+                );
+            })
+            .build();
+        let pool = store.pool().clone();
+        meter
+            .u64_observable_gauge("db.client.connection.max")
+            .with_description("Most connections the pool may open")
+            .with_callback(move |o| {
+                o.observe(
+                    u64::from(pool.options().get_max_connections()),
+                    &[KeyValue::new("db.client.connection.pool.name", "beaker")],
+                )
+            })
+            .build();
+        let gauges = self.gauges.clone();
+        meter
+            .u64_observable_gauge("beaker.outbox.backlog")
+            .with_description("Events committed but not yet published")
+            .with_callback(move |o| o.observe(gauges.outbox_backlog.load(Ordering::Relaxed), &[]))
+            .build();
+        let gauges = self.gauges.clone();
+        meter
+            .f64_observable_gauge("beaker.outbox.oldest_age")
+            .with_unit("s")
+            .with_description("Age of the oldest event not yet published")
+            .with_callback(move |o| {
+                let ms = gauges.outbox_oldest_ms.load(Ordering::Relaxed);
+                o.observe(Duration::from_millis(ms).as_secs_f64(), &[])
+            })
+            .build();
+        let gauges = self.gauges.clone();
+        meter
+            .u64_observable_gauge("beaker.nats.connected")
+            .with_description("1 while the NATS connection is up, 0 otherwise")
+            .with_callback(move |o| o.observe(gauges.nats_connected.load(Ordering::Relaxed), &[]))
+            .build();
+    }
+
+    /// Records one answered request.
+    pub fn record_request(
+        &self,
+        endpoint: &'static str,
+        subject: &'static str,
+        outcome: &'static str,
+        elapsed: Duration,
+    ) {
+        self.requests.add(
+            1,
+            &[
+                KeyValue::new("endpoint", endpoint),
+                KeyValue::new("outcome", outcome),
+            ],
+        );
+        let mut attributes = vec![
+            KeyValue::new("messaging.system", "nats"),
+            KeyValue::new("messaging.destination.name", subject),
+            KeyValue::new("messaging.operation.name", "process"),
+        ];
+        if outcome != "ok" {
+            attributes.push(KeyValue::new("error.type", outcome));
+        }
+        self.request_duration
+            .record(elapsed.as_secs_f64(), &attributes);
+    }
+}
