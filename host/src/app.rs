@@ -84,6 +84,7 @@ async fn run(args: ServeArgs, telemetry: Arc<Telemetry>) -> Result<(), ServeErro
         "rules loaded"
     );
     let origin = format!("file:{}", args.rules.path.display());
+    let file_digest = rules.digest.clone();
     let rules = Arc::new(RulesState::new(engine, rules, &origin));
 
     let client = nats::connect(&args.nats, SERVICE_NAME, Some(metrics.clone())).await?;
@@ -175,6 +176,7 @@ async fn run(args: ServeArgs, telemetry: Arc<Telemetry>) -> Result<(), ServeErro
         rules_tasks.push(tokio::spawn(rules::watch::follow_file(
             args.rules.path.clone(),
             args.rules.watch_interval.max(Duration::from_millis(10)),
+            file_digest,
             rules.clone(),
             stop_rx.clone(),
         )));

@@ -31,15 +31,21 @@ async fn stamp(path: &PathBuf) -> Option<Stamp> {
 }
 
 /// Polls `path` every `interval` and activates the component whenever its
-/// content changes, until `stop` turns true.
+/// content changes, until `stop` turns true. `loaded_digest` is the digest
+/// of the file as the host loaded it at start.
 pub async fn follow_file(
     path: PathBuf,
     interval: Duration,
+    loaded_digest: String,
     state: Arc<RulesState>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut seen = stamp(&path).await;
-    let mut last_digest = state.active().digest.clone();
+    // Nothing seen yet: the first look reads the file and compares its
+    // digest with what the host loaded. Taking the first stamp here instead
+    // would miss a change made between the host's start and this task's
+    // first run (the file replaced right after the host said it was ready).
+    let mut seen: Option<Stamp> = None;
+    let mut last_digest = loaded_digest;
     let mut missing_reported = false;
     loop {
         tokio::select! {
