@@ -53,9 +53,9 @@ RUN mkdir -p host/src guest/src tests/src examples/rules-threshold/src \
     && echo 'fn main() {}' > host/src/main.rs \
     && touch host/src/lib.rs guest/src/lib.rs tests/src/lib.rs examples/rules-threshold/src/lib.rs \
         tests/rules/hostile/src/lib.rs tests/rules/broken/src/lib.rs tests/rules/incompatible/src/lib.rs \
-    && cargo build --release -p beaker \
+    && cargo build --release --workspace \
     && cargo build --release --target wasm32-wasip2 -p beaker-rules -p beaker-rules-threshold -p beaker-test-rules-hostile -p beaker-test-rules-broken -p beaker-test-rules-incompatible \
-    && cargo clean --release -p beaker \
+    && cargo clean --release -p beaker -p beaker-tests -p beaker-rules -p beaker-rules-threshold -p beaker-test-rules-hostile -p beaker-test-rules-broken -p beaker-test-rules-incompatible \
     && cargo clean --release --target wasm32-wasip2 -p beaker-rules -p beaker-rules-threshold -p beaker-test-rules-hostile -p beaker-test-rules-broken -p beaker-test-rules-incompatible \
     && rm -rf host/src guest/src tests/src examples/rules-threshold/src tests/rules/*/src
 

@@ -22,8 +22,12 @@ help: ## List the targets
 
 build: host rules ## Build the host (target/release/beaker) and the rules components
 
+# The whole workspace, not only `-p beaker`: cargo unifies dependency features
+# over the packages it builds, so this compiles the dependencies exactly as
+# `make test` does and the test run reuses them instead of building the
+# heavy ones (wasmtime, sqlx, tokio) a second time.
 host:
-	$(CARGO) build --release -p beaker
+	$(CARGO) build --release --workspace
 
 rules:
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)

@@ -77,7 +77,7 @@ stop_host() {
 }
 
 WATCH_PID=""
-# shellcheck disable=SC2317 # invoked from the traps below
+# shellcheck disable=SC2317,SC2329 # invoked from the traps below
 finish() {
     local status=$1
     trap - INT TERM EXIT

@@ -1,0 +1,16 @@
+//! End-to-end tests: the real `beaker` binary against its own nats-server
+//! and its own Postgres database, one module per area. They build into one
+//! test binary (linking one is much faster than linking sixteen); nextest
+//! still runs every test in its own process.
+
+mod bad_input;
+mod concurrency;
+mod consumers;
+mod discovery;
+mod events;
+mod idempotency;
+mod lifecycle;
+mod outbox;
+mod rules_lifecycle;
+mod sandbox;
+mod stock;
