@@ -11,11 +11,14 @@ RULES := target/$(WASM_TARGET)/release/beaker_rules.wasm
 # and the deliberately broken ones the tests load.
 RULES_PACKAGES := -p beaker-rules -p beaker-rules-threshold -p beaker-test-rules-hostile -p beaker-test-rules-broken -p beaker-test-rules-incompatible
 BEAKER := target/release/beaker
+# The token `make run` gives its gateway, made once per checkout.
+GATEWAY_TOKEN_FILE := .beaker/gateway-token
+GATEWAY_URL := http://$(or $(BEAKER_GATEWAY_ADDR),127.0.0.1:8080)
 export NATS_URL ?= nats://127.0.0.1:4222
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/beaker
 
 .PHONY: help build rules rules-js rules-py host run test unit lint fmt services services-down clean-data
-.PHONY: image dev profile deny check-deploy
+.PHONY: image dev profile deny check-deploy openapi api-fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,21 +48,38 @@ services: ## Install/start NATS (JetStream) and PostgreSQL if they are not alrea
 services-down: ## Stop the services this project started under .beaker/
 	@scripts/services.sh down
 
-run: services build ## Start everything and run the service (Ctrl-C stops it)
+run: services build ## Start everything and run the service and its HTTP gateway (Ctrl-C stops it)
 	@$(BEAKER) migrate
+	@test -s $(GATEWAY_TOKEN_FILE) || (umask 077 && mkdir -p .beaker && \
+		head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > $(GATEWAY_TOKEN_FILE))
 	@printf '\n\033[1mBeaker is starting.\033[0m\n'
 	@printf '  NATS:      %s  (subjects stock.add, stock.remove, stock.get)\n' "$(NATS_URL)"
 	@printf '  Postgres:  %s\n' "$(DATABASE_URL)"
 	@printf '  Rules:     %s\n' "$(RULES)"
+	@printf '  HTTP:      %s  (token in %s)\n' "$(GATEWAY_URL)" "$(GATEWAY_TOKEN_FILE)"
+	@printf '  Console:   %s/#token=%s\n' "$(GATEWAY_URL)" "$$(cat $(GATEWAY_TOKEN_FILE))"
 	@printf 'Try, in another terminal:\n'
 	@printf "  %s call stock.add '{\"product-sku\":\"widget-1\",\"quantity\":5}'\n" "$(BEAKER)"
-	@printf "  %s call stock.get '{\"product-sku\":\"widget-1\"}'\n\n" "$(BEAKER)"
-	@exec $(BEAKER) serve --rules $(RULES)
+	@printf "  curl -H \"Authorization: Bearer \$$(cat %s)\" -d '{\"product-sku\":\"widget-1\"}' %s/v1/nats/subjects/stock.get\n\n" "$(GATEWAY_TOKEN_FILE)" "$(GATEWAY_URL)"
+	@exec $(BEAKER) serve --rules $(RULES) --gateway --gateway-tokens-file $(GATEWAY_TOKEN_FILE)
 
 test: ## The whole test suite (installs what is missing first)
 	@scripts/services.sh test
+	@scripts/browser-deps.sh
 	@$(MAKE) --no-print-directory build rules-js
 	$(CARGO) nextest run --release --workspace --no-fail-fast
+
+FUZZ_EXAMPLES ?= 100
+api-fuzz: ## Fuzz the HTTP API with schemathesis (FUZZ_EXAMPLES cases per operation, default 100)
+	@scripts/services.sh test
+	@scripts/fuzz-deps.sh
+	@$(MAKE) --no-print-directory build
+	BEAKER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(CARGO) nextest run --release -p beaker-tests \
+		--run-ignored only --no-capture -E 'test(schemathesis_finds_no_server_error)'
+
+openapi: host ## Regenerate docs/openapi.json from schemas/ (a test fails when it is stale)
+	@$(BEAKER) openapi > docs/openapi.json.tmp && mv docs/openapi.json.tmp docs/openapi.json
+	@echo "docs/openapi.json regenerated"
 
 lint: ## rustfmt and clippy, warnings as errors
 	$(CARGO) fmt --all -- --check

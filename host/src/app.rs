@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 
 use crate::config::{EventsArgs, ServeArgs, StreamStorage};
 use crate::events::{self, EventsError, Relay, RelaySettings, StreamSettings};
+use crate::gateway::{Gateway, GatewayError};
 use crate::health::{self, Health};
 use crate::metrics::Metrics;
 use crate::micro::{self, Identity, Registry};
@@ -45,6 +46,8 @@ pub enum ServeError {
     #[error(transparent)]
     Events(#[from] EventsError),
     #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    #[error(transparent)]
     Listen(#[from] health::ListenError),
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
@@ -59,6 +62,11 @@ pub async fn serve(args: ServeArgs, telemetry: Arc<Telemetry>) -> Result<(), Ser
 }
 
 async fn run(args: ServeArgs, telemetry: Arc<Telemetry>) -> Result<(), ServeError> {
+    // A gateway misconfiguration fails the start before anything else.
+    let gateway_config = match args.gateway_enabled {
+        true => Some(args.gateway.config()?),
+        false => None,
+    };
     let schemas = Schemas::compile()?;
     let metrics = Metrics::new();
 
@@ -196,6 +204,21 @@ async fn run(args: ServeArgs, telemetry: Arc<Telemetry>) -> Result<(), ServeErro
         tokio::spawn(async move { service.serve(subscriptions, stop, shutdown_timeout).await })
     };
 
+    // The gateway forwards to the service over NATS like any client; it
+    // stops first on shutdown, so its requests in flight are still answered.
+    let (gateway_stop, gateway_stop_rx) = watch::channel(false);
+    let gateway_task = match gateway_config {
+        Some(config) => {
+            let gateway = Gateway::bind(config).await?;
+            Some(tokio::spawn(gateway.serve(
+                client.clone(),
+                gateway_stop_rx,
+                shutdown_timeout,
+            )))
+        }
+        None => None,
+    };
+
     tracing::info!(
         nats = %redact_nats_urls(&args.nats.url),
         service = SERVICE_NAME,
@@ -207,6 +230,14 @@ async fn run(args: ServeArgs, telemetry: Arc<Telemetry>) -> Result<(), ServeErro
 
     wait_for_signal().await.map_err(ServeError::Signals)?;
     tracing::info!("shutting down: no new requests; answering those in flight");
+    let _ = gateway_stop.send(true);
+    if let Some(task) = gateway_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "gateway failed"),
+            Err(e) => tracing::error!(error = %e, "gateway task failed"),
+        }
+    }
     let _ = stop_tx.send(true);
     if let Err(e) = serving.await {
         tracing::error!(error = %e, "serving task failed");
@@ -234,7 +265,7 @@ async fn run(args: ServeArgs, telemetry: Arc<Telemetry>) -> Result<(), ServeErro
     Ok(())
 }
 
-async fn wait_for_signal() -> std::io::Result<()> {
+pub(crate) async fn wait_for_signal() -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

@@ -7,6 +7,7 @@ pub mod bounds;
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod gateway;
 pub mod health;
 pub mod metrics;
 pub mod micro;

@@ -46,8 +46,32 @@ pub struct StockRequest {
     #[serde(rename = "product-sku")]
     pub sku: String,
     /// Absent on `stock.get`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub quantity: Option<u32>,
+}
+
+/// A quantity as JSON Schema counts integers: `5` and `5.0` alike (the
+/// schema accepts both, so the service must too).
+fn whole_number<'de, D>(deserializer: D) -> Result<Option<u32>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(whole) = number.as_u64() {
+        return u32::try_from(whole).map(Some).map_err(D::Error::custom);
+    }
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => {
+            // Whole and in range, so the conversion is exact.
+            Ok(Some(f as u32))
+        }
+        _ => Err(D::Error::custom(format!(
+            "{number} is not a whole number of units"
+        ))),
+    }
 }
 
 /// The body of every reply: success or failure, as the reference sends it.
@@ -238,6 +262,27 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantities_are_whole_numbers_however_written() {
+        let parse = |text: &str| serde_json::from_str::<StockRequest>(text).map(|r| r.quantity);
+        assert_eq!(
+            parse(r#"{"product-sku":"a","quantity":5}"#).ok(),
+            Some(Some(5))
+        );
+        assert_eq!(
+            parse(r#"{"product-sku":"a","quantity":5.0}"#).ok(),
+            Some(Some(5))
+        );
+        assert_eq!(
+            parse(r#"{"product-sku":"a","quantity":5e2}"#).ok(),
+            Some(Some(500))
+        );
+        assert_eq!(parse(r#"{"product-sku":"a"}"#).ok(), Some(None));
+        assert!(parse(r#"{"product-sku":"a","quantity":5.5}"#).is_err());
+        assert!(parse(r#"{"product-sku":"a","quantity":-1.0}"#).is_err());
+        assert!(parse(r#"{"product-sku":"a","quantity":4294967296}"#).is_err());
+    }
 
     #[test]
     fn bodies_serialize_as_the_reference_does() {

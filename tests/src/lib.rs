@@ -13,6 +13,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use serde_json::Value;
@@ -290,10 +291,16 @@ pub struct Beaker {
     pub log: PathBuf,
 }
 
-/// How to start a `beaker serve`.
+/// The token the harness gives every gateway it starts.
+pub const GATEWAY_TOKEN: &str = "test-gateway-token-7Qm2x";
+
+/// How to start a `beaker serve` (or another long-running command, such
+/// as `beaker gateway`).
 #[derive(Debug, Clone)]
 pub struct BeakerConfig {
     pub name: String,
+    /// The subcommand: `serve` unless changed.
+    pub command: String,
     pub nats_url: String,
     pub database_url: String,
     pub rules: PathBuf,
@@ -305,6 +312,7 @@ impl BeakerConfig {
     pub fn new(name: &str, nats: &NatsServer, db: &TestDb) -> Self {
         Self {
             name: name.to_string(),
+            command: "serve".to_string(),
             nats_url: nats.url(),
             database_url: db.url.clone(),
             rules: default_rules(),
@@ -322,42 +330,101 @@ impl BeakerConfig {
         self.args.push(arg.into());
         self
     }
-}
 
-impl Beaker {
-    /// Starts `beaker serve` and waits for its `ready` log line.
-    pub fn start(config: &BeakerConfig) -> Result<Self> {
+    /// `beaker serve --gateway` on a free port, with [`GATEWAY_TOKEN`].
+    pub fn with_gateway(self) -> Self {
+        self.arg("--gateway")
+            .env("BEAKER_GATEWAY_ADDR", "127.0.0.1:0")
+            .env("BEAKER_GATEWAY_TOKENS", GATEWAY_TOKEN)
+    }
+
+    /// `beaker gateway` on its own, on a free port, against `nats`; no
+    /// token unless one is added with [`BeakerConfig::env`].
+    pub fn standalone_gateway(name: &str, nats: &NatsServer) -> Self {
+        Self {
+            name: name.to_string(),
+            command: "gateway".to_string(),
+            nats_url: nats.url(),
+            database_url: String::new(),
+            rules: PathBuf::new(),
+            env: vec![("BEAKER_GATEWAY_ADDR".into(), "127.0.0.1:0".into())],
+            args: Vec::new(),
+        }
+    }
+
+    /// The command, ready to spawn (stderr piped, environment cleared).
+    fn command(&self) -> Result<Command> {
         let bin = beaker_bin();
         if !bin.exists() {
             bail!("{} is missing: run `make build` first", bin.display());
         }
-        if !config.rules.exists() {
+        let mut command = Command::new(&bin);
+        command
+            .arg(&self.command)
+            .args(&self.args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("NATS_URL", &self.nats_url)
+            .env("BEAKER_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info,beaker=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if self.command == "serve" {
+            command
+                .env("DATABASE_URL", &self.database_url)
+                .env("BEAKER_RULES", &self.rules)
+                // Any free port: tests run side by side.
+                .env("BEAKER_METRICS_ADDR", "127.0.0.1:0");
+        }
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        Ok(command)
+    }
+
+    /// Runs the command to its end (it must stop by itself, e.g. because
+    /// its configuration is refused) and returns its status and stderr.
+    pub fn run_to_exit(&self, timeout: Duration) -> Result<(ExitStatus, String)> {
+        let mut child = self.command()?.spawn().context("cannot start beaker")?;
+        let mut stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            text
+        });
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("beaker {} did not exit within {timeout:?}", self.command);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let text = reader.join().map_err(|_| anyhow!("stderr reader failed"))?;
+        Ok((status, text))
+    }
+}
+
+impl Beaker {
+    /// Starts `beaker serve` (or the configured command) and waits for its
+    /// `ready` log line.
+    pub fn start(config: &BeakerConfig) -> Result<Self> {
+        if config.command == "serve" && !config.rules.exists() {
             bail!(
                 "{} is missing: run `make build` first",
                 config.rules.display()
             );
         }
         let dir = output_dir(&config.name);
-        let log = dir.join(format!("beaker-{}.log", uuid::Uuid::new_v4().simple()));
-        let mut command = Command::new(&bin);
-        command
-            .arg("serve")
-            .args(&config.args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("NATS_URL", &config.nats_url)
-            .env("DATABASE_URL", &config.database_url)
-            .env("BEAKER_RULES", &config.rules)
-            .env("BEAKER_LOG_FORMAT", "json")
-            .env("RUST_LOG", "info,beaker=debug")
-            // Any free port: tests run side by side.
-            .env("BEAKER_METRICS_ADDR", "127.0.0.1:0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (key, value) in &config.env {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().context("cannot start beaker")?;
+        let log = dir.join(format!(
+            "beaker-{}-{}.log",
+            config.command,
+            uuid::Uuid::new_v4().simple()
+        ));
+        let mut child = config.command()?.spawn().context("cannot start beaker")?;
         let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
         let ready = watch_output(stderr, log.clone(), |line| {
             serde_json::from_str::<Value>(line)
@@ -425,6 +492,21 @@ impl Beaker {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// The gateway's base URL (`http://127.0.0.1:PORT`), from its
+    /// `gateway listening` log line, which precedes `ready`.
+    pub fn gateway_url(&self) -> Result<String> {
+        self.log_lines()
+            .iter()
+            .find(|line| line["message"] == "gateway listening")
+            .and_then(|line| line["addr"].as_str().map(|addr| format!("http://{addr}")))
+            .ok_or_else(|| anyhow!("no gateway address in {}", self.log.display()))
+    }
+
+    /// The whole log as text.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Every JSON log line written so far.
@@ -562,6 +644,226 @@ impl TestEnv {
             serde_json::json!({"product-sku": sku}).to_string(),
         )
         .await
+    }
+
+    /// Starts with `beaker serve --gateway` (token [`GATEWAY_TOKEN`]).
+    pub async fn start_with_gateway(name: &str) -> Result<Self> {
+        Self::start_with(name, BeakerConfig::with_gateway).await
+    }
+
+    /// An HTTP client for the gateway inside this environment's beaker.
+    pub fn http(&self) -> Result<Http> {
+        Ok(Http::new(&self.beaker.gateway_url()?, GATEWAY_TOKEN))
+    }
+}
+
+/// An HTTP caller of a gateway, with a token.
+#[derive(Debug, Clone)]
+pub struct Http {
+    pub base: String,
+    pub token: String,
+    pub client: reqwest::Client,
+}
+
+/// An HTTP response, read to its end.
+#[derive(Debug, Clone)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Bytes,
+}
+
+impl HttpReply {
+    async fn read(response: reqwest::Response) -> Result<Self> {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await?;
+        Ok(Self {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    /// Every value of a header, in order.
+    pub fn header_all(&self, name: &str) -> Vec<String> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// The gateway's own error reason (`x-nats-api-gateway-error`).
+    pub fn gateway_error(&self) -> Option<String> {
+        self.header("x-nats-api-gateway-error")
+    }
+
+    /// A raw (not enveloped) reply as a NATS client sees it: the body and
+    /// the service's error headers, taken from the `NatsH-` headers.
+    pub fn answer(&self) -> Answer {
+        Answer {
+            raw: self.body.clone(),
+            body: self.json(),
+            code: self
+                .header("NatsH-Nats-Service-Error-Code")
+                .and_then(|c| c.parse().ok()),
+            error: self.header("NatsH-Nats-Service-Error"),
+        }
+    }
+}
+
+impl Http {
+    pub fn new(base: &str, token: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// The URL of a subject: `{base}/v1/nats/subjects/{subject}`.
+    pub fn subject_url(&self, subject: &str) -> String {
+        format!("{}/v1/nats/subjects/{subject}", self.base)
+    }
+
+    /// A request builder with the bearer token.
+    pub fn authorized(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, url)
+            .header("Authorization", format!("Bearer {}", self.token))
+    }
+
+    /// Sends a built request and reads the whole response.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<HttpReply> {
+        HttpReply::read(request.send().await?).await
+    }
+
+    /// `POST` a request on a subject, as a gateway caller does.
+    pub async fn request(
+        &self,
+        subject: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<HttpReply> {
+        self.send(
+            self.authorized(reqwest::Method::POST, &self.subject_url(subject))
+                .body(body),
+        )
+        .await
+    }
+
+    /// `GET` any path of the gateway, without a token.
+    pub async fn get_path(&self, path: &str) -> Result<HttpReply> {
+        HttpReply::read(
+            self.client
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await?,
+        )
+        .await
+    }
+
+    /// Opens an event stream (`GET` on a subject) with the token in the
+    /// header; the subscription is in place once this returns.
+    pub async fn subscribe(&self, subject: &str) -> Result<EventStream> {
+        let response = self
+            .authorized(reqwest::Method::GET, &self.subject_url(subject))
+            .send()
+            .await?;
+        EventStream::from_response(response)
+    }
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: String,
+}
+
+/// A server-sent event stream being read.
+pub struct EventStream {
+    stream: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    buffer: String,
+    pub content_type: Option<String>,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream").finish_non_exhaustive()
+    }
+}
+
+impl EventStream {
+    /// Wraps a response, failing unless it is a 200 event stream.
+    pub fn from_response(response: reqwest::Response) -> Result<Self> {
+        let status = response.status();
+        if !status.is_success() {
+            bail!(
+                "event stream refused with {status}: {:?}",
+                response.headers().get("x-nats-api-gateway-error")
+            );
+        }
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok(Self {
+            stream: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+            content_type,
+        })
+    }
+
+    /// The next event (comments skipped), or None when the stream ended.
+    pub async fn next_event(&mut self, timeout: Duration) -> Result<Option<SseEvent>> {
+        use futures::StreamExt;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(event) = self.take_event() {
+                return Ok(Some(event));
+            }
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => bail!("no event within {timeout:?}"),
+                Ok(None) => return Ok(None),
+                Ok(Some(chunk)) => self.buffer.push_str(&String::from_utf8_lossy(&chunk?)),
+            }
+        }
+    }
+
+    fn take_event(&mut self) -> Option<SseEvent> {
+        loop {
+            let end = self.buffer.find("\n\n")?;
+            let block: String = self.buffer.drain(..end + 2).collect();
+            let mut event = String::from("message");
+            let mut data: Vec<&str> = Vec::new();
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("event:") {
+                    event = value.trim_start().to_string();
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data.push(value.strip_prefix(' ').unwrap_or(value));
+                }
+            }
+            // A block of comments only (keep-alives) is not an event.
+            if !data.is_empty() {
+                return Some(SseEvent {
+                    event,
+                    data: data.join("\n"),
+                });
+            }
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! The `beaker` command line: `serve`, `migrate`, `call`, `ledger`, `rules`.
+//! The `beaker` command line: `serve`, `gateway`, `openapi`, `migrate`,
+//! `call`, `ledger`, `rules`.
 
 mod rules;
 
@@ -10,7 +11,8 @@ use async_nats::HeaderMap;
 use clap::{Parser, Subcommand};
 
 use crate::app;
-use crate::config::{DbArgs, LogArgs, NatsArgs, ServeArgs};
+use crate::config::{DbArgs, GatewayCommandArgs, LogArgs, NatsArgs, ServeArgs};
+use crate::gateway;
 use crate::nats;
 use crate::store::{Store, redact_url};
 use crate::wire::{ERROR_CODE_HEADER, ERROR_HEADER};
@@ -37,6 +39,20 @@ pub enum Command {
     /// rules component, and serves until SIGINT or SIGTERM; then it stops
     /// taking requests, answers those in flight and exits 0.
     Serve(Box<ServeArgs>),
+    /// Run the HTTP gateway: NATS request/reply, publish and subscribe over
+    /// HTTP, shaped like the Synadia Cloud HTTP Gateway, plus the operator
+    /// console (GET /) and the OpenAPI document (GET /openapi.json).
+    ///
+    /// Routes: POST /v1/nats/subjects/{subject} (request/reply),
+    /// PUT /v1/nats/subjects/{subject} (publish), GET /v1/nats/subjects/{subject}
+    /// (subscribe, server-sent events). Callers present a token
+    /// (Authorization: Bearer <token>); without configured tokens the gateway
+    /// refuses to start unless --gateway-allow-anonymous is given.
+    ///
+    /// Example: BEAKER_GATEWAY_TOKENS=s3cret beaker gateway
+    Gateway(Box<GatewayCommandArgs>),
+    /// Print the gateway's OpenAPI 3.1 document (generated from schemas/).
+    Openapi,
     /// Create the database if needed and apply the migrations, then exit.
     Migrate {
         #[command(flatten)]
@@ -96,6 +112,17 @@ pub async fn run(cli: Cli) -> ExitCode {
             };
             serve(*args, telemetry).await
         }
+        Command::Gateway(args) => {
+            crate::telemetry::init_logging(cli.log.format, "info,async_nats=warn");
+            match gateway::run(*args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "beaker gateway stopped");
+                    eprintln!("beaker: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         command => {
             // The client commands log only what goes wrong.
             crate::telemetry::init_logging(cli.log.format, "warn");
@@ -120,8 +147,19 @@ async fn serve(
 
 async fn run_client(command: Command) -> ExitCode {
     match command {
-        // `run` serves; nothing else reaches here with it.
-        Command::Serve(_) => ExitCode::from(2),
+        // `run` serves both; nothing else reaches here with them.
+        Command::Serve(_) | Command::Gateway(_) => ExitCode::from(2),
+        Command::Openapi => {
+            use std::io::Write;
+            let document = gateway::openapi::document_bytes();
+            match std::io::stdout().write_all(&document) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("beaker openapi: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Migrate { db } => migrate(&db).await,
         Command::Call {
             subject,

@@ -3,13 +3,17 @@
 //! test binary (linking one is much faster than linking sixteen); nextest
 //! still runs every test in its own process.
 
+mod api_fuzz;
 mod bad_input;
 mod concurrency;
+mod console;
 mod consumers;
 mod discovery;
 mod events;
+mod gateway;
 mod idempotency;
 mod lifecycle;
+mod openapi;
 mod outbox;
 mod rules_lifecycle;
 mod sandbox;

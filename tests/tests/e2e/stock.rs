@@ -213,3 +213,26 @@ async fn the_ledger_records_every_change_and_sums_to_the_level() -> Result<()> {
     assert_eq!(env.db.level("cog").await?, Some(0));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quantity_written_with_a_zero_fraction_is_the_whole_number() -> Result<()> {
+    // JSON Schema counts 5.0 as an integer, so the schema accepts it; the
+    // service must not then fail on it (it did, with a 500).
+    let env = TestEnv::start("whole_number_quantity").await?;
+    let reply = env
+        .call("stock.add", r#"{"product-sku":"float-1","quantity":5.0}"#)
+        .await?;
+    assert_eq!(
+        reply.body,
+        json!({"ok": true, "product-sku": "float-1", "quantity": 5})
+    );
+    let reply = env
+        .call(
+            "stock.remove",
+            r#"{"product-sku":"float-1","quantity":2e0}"#,
+        )
+        .await?;
+    assert_eq!(reply.level(), Some(3), "{:?}", reply.body);
+    assert_eq!(env.db.level("float-1").await?, Some(3));
+    Ok(())
+}
