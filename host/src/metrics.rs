@@ -66,7 +66,7 @@ impl Metrics {
     /// Creates the instruments on the global meter provider.
     pub fn new() -> Arc<Self> {
         let meter = meter();
-        Arc::new(Self {
+        let metrics = Arc::new(Self {
             requests: meter
                 .u64_counter("beaker.requests")
                 .with_description("Requests answered, by endpoint and outcome")
@@ -100,7 +100,19 @@ impl Metrics {
                 .with_description("NATS connections re-established after a loss")
                 .build(),
             gauges: Arc::new(Gauges::default()),
-        })
+        });
+        // Counters of rare things start at 0, so that they are on /metrics
+        // (and rate() works) before the first one happens.
+        for kind in crate::rules::CallError::KINDS {
+            metrics.violations.add(0, &[KeyValue::new("kind", kind)]);
+        }
+        let events = KeyValue::new("messaging.destination.name", crate::wire::LOW_STOCK_SUBJECT);
+        metrics
+            .events_published
+            .add(0, std::slice::from_ref(&events));
+        metrics.publish_failures.add(0, &[events]);
+        metrics.nats_reconnects.add(0, &[]);
+        metrics
     }
 
     /// Registers the instruments read at collection time: the rules, the

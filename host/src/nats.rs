@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectOptions, Event};
+use percent_encoding::percent_decode_str;
 
 use crate::config::NatsArgs;
 use crate::metrics::Metrics;
@@ -93,7 +94,18 @@ async fn connect_with(
         (Some(user), Some(password)) => {
             options = options.user_and_password(user.clone(), password.clone());
         }
-        (None, None) => {}
+        (None, None) => match url_credentials(&args.url) {
+            // The NATS client ignores user info in server URLs; honour it
+            // here, as other NATS clients do (`nats://user:pass@host`,
+            // `nats://token@host`). Explicit options win.
+            Some(UrlCredentials::UserPassword(user, password)) => {
+                options = options.user_and_password(user, password);
+            }
+            Some(UrlCredentials::Token(token)) if args.token.is_none() => {
+                options = options.token(token);
+            }
+            _ => {}
+        },
         _ => return Err(NatsError::UserWithoutPassword),
     }
     if let Some(ca) = &args.tls_ca {
@@ -118,6 +130,29 @@ async fn connect_with(
             url: redacted,
             reason: e.to_string(),
         })
+}
+
+/// Credentials written into a server URL.
+#[derive(Debug, PartialEq, Eq)]
+enum UrlCredentials {
+    UserPassword(String, String),
+    Token(String),
+}
+
+/// The user info of the first server URL that has one, percent-decoded.
+fn url_credentials(urls: &str) -> Option<UrlCredentials> {
+    let decode = |text: &str| percent_decode_str(text).decode_utf8_lossy().into_owned();
+    urls.split(',').find_map(|u| {
+        let parsed = url::Url::parse(u.trim()).ok()?;
+        let user = parsed.username();
+        if user.is_empty() {
+            return None;
+        }
+        Some(match parsed.password() {
+            Some(password) => UrlCredentials::UserPassword(decode(user), decode(password)),
+            None => UrlCredentials::Token(decode(user)),
+        })
+    })
 }
 
 /// Logs connection events and keeps the connection metrics.
@@ -170,6 +205,22 @@ pub fn redact_nats_urls(urls: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_used() {
+        assert_eq!(
+            url_credentials("nats://h0:4222, nats://alice:s3%40cret@h1:4222"),
+            Some(UrlCredentials::UserPassword(
+                "alice".into(),
+                "s3@cret".into()
+            ))
+        );
+        assert_eq!(
+            url_credentials("tls://tok3n@h2:4222"),
+            Some(UrlCredentials::Token("tok3n".into()))
+        );
+        assert_eq!(url_credentials("nats://127.0.0.1:4222"), None);
+    }
 
     #[test]
     fn user_info_never_reaches_logs() {

@@ -78,6 +78,12 @@ where
 {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // The NATS client's debug lines print server URLs with their user info
+    // (tokens, passwords): never below info, whatever RUST_LOG asks.
+    let filter = match "async_nats::connector=info".parse() {
+        Ok(cap) => filter.add_directive(cap),
+        Err(_) => filter,
+    };
     let builder = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     if wants_json(format) {
         builder
@@ -243,8 +249,13 @@ impl Telemetry {
 pub struct HeaderExtractor<'a>(pub &'a async_nats::HeaderMap);
 
 impl Extractor for HeaderExtractor<'_> {
+    /// Header names compare without case: HTTP gateways may change it.
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(|v| v.as_str())
+        self.0
+            .iter()
+            .find(|(name, _)| AsRef::<str>::as_ref(*name).eq_ignore_ascii_case(key))
+            .and_then(|(_, values)| values.first())
+            .map(|v| v.as_str())
     }
 
     fn keys(&self) -> Vec<&str> {

@@ -1,4 +1,6 @@
 //! The end-to-end harness: every test gets its own `nats-server` (with
+pub mod otlp;
+pub mod proxy;
 //! JetStream, on a free port), its own fresh Postgres database, and the real
 //! `beaker` binary serving against them, so tests run in parallel and never
 //! see each other's traffic.

@@ -117,6 +117,15 @@ pub enum CallError {
 
 impl CallError {
     /// A label for logs and metrics.
+    /// Every value [`CallError::kind`] takes, for metrics that start at 0.
+    pub const KINDS: [&'static str; 5] = [
+        "deadline",
+        "memory",
+        "trap",
+        "invalid_decision",
+        "exhausted",
+    ];
+
     pub fn kind(&self) -> &'static str {
         match self {
             CallError::Deadline(_) => "deadline",

@@ -13,6 +13,7 @@ mod events;
 mod gateway;
 mod idempotency;
 mod lifecycle;
+mod observability;
 mod openapi;
 mod outbox;
 mod rules_lifecycle;
