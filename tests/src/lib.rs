@@ -1,6 +1,4 @@
 //! The end-to-end harness: every test gets its own `nats-server` (with
-pub mod otlp;
-pub mod proxy;
 //! JetStream, on a free port), its own fresh Postgres database, and the real
 //! `beaker` binary serving against them, so tests run in parallel and never
 //! see each other's traffic.
@@ -15,6 +13,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod otlp;
+pub mod proxy;
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
@@ -39,10 +39,45 @@ pub fn beaker_bin() -> PathBuf {
         return PathBuf::from(path);
     }
     // target/<profile>/deps/<test binary> → target/<profile>/beaker
-    std::env::current_exe()
+    let bin = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent()?.parent().map(|dir| dir.join("beaker")))
-        .unwrap_or_else(|| workspace_root().join("target/release/beaker"))
+        .unwrap_or_else(|| workspace_root().join("target/release/beaker"));
+    static CHECKED: std::sync::Once = std::sync::Once::new();
+    CHECKED.call_once(|| refuse_stale_binary(&bin));
+    bin
+}
+
+/// `cargo nextest run` rebuilds the tests but not the `beaker` binary they
+/// start (`make test` builds both): fail loudly rather than test old code.
+fn refuse_stale_binary(bin: &Path) {
+    fn newest(dir: &Path) -> Option<std::time::SystemTime> {
+        std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let meta = entry.metadata().ok()?;
+                if meta.is_dir() {
+                    newest(&entry.path())
+                } else {
+                    meta.modified().ok()
+                }
+            })
+            .max()
+    }
+    let root = workspace_root();
+    let sources = ["host/src", "migrations", "schemas", "wit"]
+        .iter()
+        .filter_map(|dir| newest(&root.join(dir)))
+        .max();
+    let built = std::fs::metadata(bin).and_then(|m| m.modified()).ok();
+    if let (Some(sources), Some(built)) = (sources, built) {
+        assert!(
+            built >= sources,
+            "{} is older than the host's sources: run `make build` (make test does it first)",
+            bin.display()
+        );
+    }
 }
 
 /// The default rules component, built by `make build`.
