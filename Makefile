@@ -11,6 +11,9 @@ RULES := target/$(WASM_TARGET)/release/beaker_rules.wasm
 # and the deliberately broken ones the tests load.
 RULES_PACKAGES := -p beaker-rules -p beaker-rules-threshold -p beaker-test-rules-hostile -p beaker-test-rules-broken -p beaker-test-rules-incompatible
 BEAKER := target/release/beaker
+# Every test run selects the whole workspace, as `make host` does, so that
+# they share one build of the dependencies (see `host` below).
+NEXTEST := $(CARGO) nextest run --release --workspace
 # The token `make run` gives its gateway, made once per checkout.
 GATEWAY_TOKEN_FILE := .beaker/gateway-token
 GATEWAY_URL := http://$(or $(BEAKER_GATEWAY_ADDR),127.0.0.1:8080)
@@ -67,14 +70,14 @@ test: ## The whole test suite (installs what is missing first)
 	@scripts/services.sh test
 	@scripts/browser-deps.sh
 	@$(MAKE) --no-print-directory build rules-js
-	$(CARGO) nextest run --release --workspace --no-fail-fast
+	$(NEXTEST) --no-fail-fast
 
 FUZZ_EXAMPLES ?= 100
 api-fuzz: ## Fuzz the HTTP API with schemathesis (FUZZ_EXAMPLES cases per operation, default 100)
 	@scripts/services.sh test
 	@scripts/fuzz-deps.sh
 	@$(MAKE) --no-print-directory build
-	BEAKER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(CARGO) nextest run --release -p beaker-tests \
+	BEAKER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(NEXTEST) \
 		--run-ignored only --no-capture -E 'test(schemathesis_finds_no_server_error)'
 
 openapi: host ## Regenerate docs/openapi.json from schemas/ (a test fails when it is stale)
