@@ -263,10 +263,14 @@ def check_devcontainer(compose: dict) -> None:
 def check_workflow(compose: dict) -> None:
     workflow = yaml.safe_load((ROOT / ".github/workflows/ci.yml").read_text())
     text = (ROOT / ".github/workflows/ci.yml").read_text()
-    steps = [step.get("run", "") for step in workflow["jobs"]["test"]["steps"]]
-    check("make lint" in steps and "make test" in steps, "ci.yml: the test job must run make lint and make test")
-    ci_run = (ROOT / ".ci/run").read_text()
-    check("make lint" in ci_run and "make test" in ci_run, ".ci/run and ci.yml no longer run the same targets")
+    # The test job runs exactly the make commands of .ci/run, in its order.
+    def make_commands(script: str) -> list[str]:
+        return [line.strip() for line in script.splitlines() if line.strip().startswith("make ")]
+
+    job = [c for step in workflow["jobs"]["test"]["steps"] for c in make_commands(step.get("run", ""))]
+    ci_run = make_commands((ROOT / ".ci/run").read_text())
+    check("make lint" in ci_run and "make test" in ci_run, ".ci/run must run make lint and make test")
+    check(job == ci_run, f"ci.yml's test job runs {job}, .ci/run runs {ci_run}: they must be the same")
     for service in ("postgres", "nats"):
         image = compose["services"][service]["image"]
         check(image in text, f"ci.yml does not use compose.yaml's {service} image {image}")

@@ -12,7 +12,8 @@
 #   check-deploy.py   cross-references: files the Dockerfile and compose
 #                     mount or copy exist, the Dockerfile's build commands
 #                     are the Makefile's, images are pinned, services named
-#                     in configs exist, devcontainer.json is well-formed
+#                     in configs exist, devcontainer.json is well-formed,
+#                     CI's test job runs the make commands of .ci/run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
