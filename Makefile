@@ -70,6 +70,7 @@ test: ## The whole test suite (installs what is missing first)
 	@scripts/services.sh test
 	@scripts/browser-deps.sh
 	@$(MAKE) --no-print-directory build rules-js
+	cd examples/rules-js && node --test test/
 	$(NEXTEST) --no-fail-fast
 
 FUZZ_EXAMPLES ?= 100

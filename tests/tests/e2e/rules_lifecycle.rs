@@ -333,6 +333,41 @@ async fn check_runs_a_table_of_cases_offline() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_threshold_rules_pass_their_own_table_of_cases() -> Result<()> {
+    let cases = beaker_tests::workspace_root().join("examples/cases/threshold-rules.cases");
+    // Every line that is not blank or a comment is a case.
+    let table = std::fs::read_to_string(&cases)?;
+    let count = table
+        .lines()
+        .filter(|line| !line.split('#').next().unwrap_or_default().trim().is_empty())
+        .count();
+    assert!(count >= 8, "the table has its cases: {count}");
+    let output = beaker_cli(
+        "nats://127.0.0.1:1",
+        &[
+            "rules",
+            "check",
+            threshold_rules().to_str().unwrap_or_default(),
+            "--cases",
+            cases.to_str().unwrap_or_default(),
+        ],
+    )?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.starts_with("beaker-threshold-rules "), "{text}");
+    assert!(
+        text.contains(&format!("{count} passed, 0 failed")),
+        "{text}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_says_clearly_when_nats_or_instances_are_missing() -> Result<()> {
     let port = beaker_tests::free_port()?;
     let path = threshold_rules();
