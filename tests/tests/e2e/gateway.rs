@@ -255,6 +255,46 @@ async fn headers_travel_both_ways_and_idempotency_key_becomes_nats_msg_id() -> R
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_callers_trace_context_reaches_nats_with_its_natsh_headers() -> Result<()> {
+    let env = TestEnv::start_with_gateway("gateway_trace_context").await?;
+    let http = env.http()?;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let tracestate = "vendor1=opaque,vendor2=7";
+    // A responder on an allowed subject that keeps what it received.
+    let mut requests = env.client.subscribe("stock.traced").await?;
+    env.client.flush().await?;
+    let responder = {
+        let client = env.client.clone();
+        tokio::spawn(async move {
+            let message = requests.next().await.context("no request")?;
+            let reply_to = message.reply.clone().context("no reply subject")?;
+            client.publish(reply_to, "seen".into()).await?;
+            anyhow::Ok(message)
+        })
+    };
+    let reply = http
+        .send(
+            http.authorized(Method::POST, &http.subject_url("stock.traced"))
+                .header("traceparent", traceparent)
+                .header("tracestate", tracestate)
+                .header("NatsH-Tenant", "acme")
+                .body("ping"),
+        )
+        .await?;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(&reply.body[..], b"seen");
+
+    let request = tokio::time::timeout(LONG, responder).await???;
+    let headers = request.headers.clone().unwrap_or_default();
+    let header = |name: &str| headers.get(name).map(|v| v.as_str().to_string());
+    assert_eq!(header("traceparent").as_deref(), Some(traceparent));
+    assert_eq!(header("tracestate").as_deref(), Some(tracestate));
+    assert_eq!(header("Tenant").as_deref(), Some("acme"));
+    assert_eq!(&request.payload[..], b"ping");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_delivers_the_message_and_reply_subjects_must_be_inboxes() -> Result<()> {
     let env = TestEnv::start_with_gateway("gateway_publish").await?;
     let http = env.http()?;
