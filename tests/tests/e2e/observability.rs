@@ -10,7 +10,8 @@ use beaker_tests::otlp::{OtlpReceiver, attribute, hex};
 use beaker_tests::proxy::TcpProxy;
 use beaker_tests::{
     Beaker, BeakerConfig, EVENTS_STREAM, NatsServer, TestDb, TestEnv, beaker_cli,
-    call_with_headers, sha256_file, stream_events, wait_for_metadata, wasm, workspace_root,
+    call_with_headers, metric_sum, scrape_metrics, sha256_file, stream_events, wait_for_metadata,
+    wasm, workspace_root,
 };
 use opentelemetry_proto::tonic::trace::v1::Span;
 
@@ -174,59 +175,18 @@ async fn a_request_is_traced_from_the_caller_through_the_host_into_its_event() -
     Ok(())
 }
 
-/// Parses the Prometheus text format strictly enough to catch a broken
-/// exposition: every line is a comment or `name{labels} value`.
-fn parse_prometheus(text: &str) -> Result<HashMap<String, f64>> {
-    let mut samples = HashMap::new();
-    for line in text.lines() {
-        if line.is_empty() || line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
-            continue;
-        }
-        let (series, value) = line
-            .rsplit_once(' ')
-            .with_context(|| format!("not a sample: {line:?}"))?;
-        let value: f64 = value
-            .parse()
-            .with_context(|| format!("not a number in {line:?}"))?;
-        let name_end = series.find('{').unwrap_or(series.len());
-        let name = &series[..name_end];
-        anyhow::ensure!(
-            !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
-            "bad metric name in {line:?}"
-        );
-        if name_end < series.len() {
-            anyhow::ensure!(series.ends_with('}'), "unclosed labels in {line:?}");
-        }
-        samples.insert(series.to_string(), value);
-    }
-    Ok(samples)
-}
-
 fn requests(samples: &HashMap<String, f64>, endpoint: &str, outcome: &str) -> f64 {
-    samples
-        .iter()
-        .filter(|(series, _)| {
-            series.starts_with("beaker_requests_total{")
-                && series.contains(&format!("endpoint=\"{endpoint}\""))
-                && series.contains(&format!("outcome=\"{outcome}\""))
-        })
-        .map(|(_, v)| *v)
-        .sum()
-}
-
-async fn scrape(beaker: &Beaker) -> Result<HashMap<String, f64>> {
-    let url = beaker.metrics_url().context("metrics address in the log")?;
-    let text = reqwest::get(format!("{url}/metrics")).await?.text().await?;
-    parse_prometheus(&text)
+    metric_sum(
+        samples,
+        "beaker_requests_total",
+        &[("endpoint", endpoint), ("outcome", outcome)],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_exactly_the_requests_made() -> Result<()> {
     let env = TestEnv::start("metrics_count").await?;
-    let before = scrape(&env.beaker).await?;
+    let before = scrape_metrics(&env.beaker).await?;
     for _ in 0..7 {
         env.add("counted", 2).await?;
     }
@@ -234,7 +194,7 @@ async fn metrics_count_exactly_the_requests_made() -> Result<()> {
         env.remove("counted", 1000).await?; // 409
     }
     env.call("stock.get", "not json").await?; // 400
-    let after = scrape(&env.beaker).await?;
+    let after = scrape_metrics(&env.beaker).await?;
     assert_eq!(
         requests(&after, "add", "ok") - requests(&before, "add", "ok"),
         7.0
@@ -550,7 +510,7 @@ async fn the_dashboard_queries_only_metrics_the_host_exports() -> Result<()> {
     env.add("dash", 1).await?;
     env.db.wait_outbox_drained(Duration::from_secs(30)).await?;
 
-    let exported: std::collections::HashSet<String> = scrape(&env.beaker)
+    let exported: std::collections::HashSet<String> = scrape_metrics(&env.beaker)
         .await?
         .keys()
         .map(|series| series.split('{').next().unwrap_or_default().to_string())

@@ -1,11 +1,12 @@
 //! A hostile rules component fails its own requests and nothing else: a
 //! loop meets the deadline, unbounded allocation meets the memory cap, a
-//! panic traps, and nonsense decisions are refused by the host.
+//! panic traps, and nonsense decisions are refused by the host; each is
+//! logged and counted as what it was.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use beaker_tests::{TestEnv, wasm};
+use beaker_tests::{TestEnv, metric_sum, scrape_metrics, wasm};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_hostile_behaviour_fails_only_its_own_request() -> Result<()> {
@@ -23,6 +24,7 @@ async fn each_hostile_behaviour_fails_only_its_own_request() -> Result<()> {
             .await?;
     }
     let movements = env.db.count("stock_movements").await?;
+    let before = scrape_metrics(&env.beaker).await?;
 
     let cases = [
         ("loop", "deadline"),
@@ -66,6 +68,27 @@ async fn each_hostile_behaviour_fails_only_its_own_request() -> Result<()> {
         .collect();
     let expected: Vec<String> = cases.iter().map(|(_, v)| v.to_string()).collect();
     assert_eq!(violations, expected);
+
+    // And counted, kind by kind, exactly as many times as it happened.
+    let after = scrape_metrics(&env.beaker).await?;
+    let violations_total = "beaker_rules_violations_total";
+    for (kind, count) in [
+        ("deadline", 1.0),
+        ("memory", 1.0),
+        ("trap", 1.0),
+        ("invalid_decision", 3.0),
+        ("exhausted", 0.0),
+    ] {
+        let counted = metric_sum(&after, violations_total, &[("kind", kind)])
+            - metric_sum(&before, violations_total, &[("kind", kind)]);
+        assert_eq!(counted, count, "{kind} violations counted");
+    }
+    assert!(
+        after
+            .keys()
+            .any(|s| s.starts_with(violations_total) && s.contains("kind=\"exhausted\"")),
+        "every kind is exported, even at 0"
+    );
     Ok(())
 }
 
