@@ -13,6 +13,7 @@ use beaker_tests::{
     call_with_headers, metric_sum, scrape_metrics, sha256_file, stream_events, wait_for_metadata,
     wasm, workspace_root,
 };
+use nix::sys::signal::Signal;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -550,4 +551,52 @@ fn collect_exprs(value: &serde_json::Value, into: &mut Vec<String>) {
         serde_json::Value::Array(items) => items.iter().for_each(|v| collect_exprs(v, into)),
         _ => {}
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_and_metrics_still_buffered_are_exported_on_shutdown() -> Result<()> {
+    const FLUSHED_TRACE: &str = "5a0c1b2d3e4f5a6b7c8d9e0f1a2b3c4d";
+    let receiver = OtlpReceiver::start().await?;
+    let url = receiver.url.clone();
+    // A minute between exports: nothing leaves before the host stops.
+    let mut env = TestEnv::start_with("flush_on_shutdown", move |c| {
+        c.env("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "60000")
+            .env("OTEL_METRIC_EXPORT_INTERVAL", "60000")
+    })
+    .await?;
+    let traceparent = format!("00-{FLUSHED_TRACE}-{CALLER_SPAN}-01");
+    let reply = call_with_headers(
+        &env.client,
+        "stock.add",
+        &[("traceparent", traceparent.as_str())],
+        r#"{"product-sku":"flushed","quantity":3}"#,
+    )
+    .await?;
+    assert!(reply.ok(), "{:?}", reply.body);
+    assert!(
+        find(&receiver.spans(), "stock.add", FLUSHED_TRACE).is_empty(),
+        "exported before shutdown: the test proves nothing"
+    );
+
+    let status = env
+        .beaker
+        .signal_and_wait(Signal::SIGTERM, Duration::from_secs(15))?;
+    assert!(status.success(), "exit status {status}");
+
+    // The process is gone, so whatever it sent has been received.
+    let spans = receiver.spans();
+    let request = find(&spans, "stock.add", FLUSHED_TRACE);
+    assert_eq!(request.len(), 1, "the request's span after shutdown");
+    assert_eq!(hex(&request[0].parent_span_id), CALLER_SPAN);
+    assert!(
+        receiver
+            .metric_names()
+            .iter()
+            .any(|n| n == "beaker.requests"),
+        "metrics after shutdown: {:?}",
+        receiver.metric_names()
+    );
+    Ok(())
 }
