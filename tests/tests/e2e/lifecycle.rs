@@ -212,3 +212,85 @@ async fn migrate_creates_the_database_and_is_idempotent() -> Result<()> {
     assert_eq!(tables, 2);
     Ok(())
 }
+
+/// `beaker [COMMAND…] --help`: its exit status and its text.
+fn help(command: &[&str]) -> Result<(Option<i32>, String)> {
+    let output = Command::new(beaker_bin())
+        .args(command)
+        .arg("--help")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()?;
+    Ok((
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    ))
+}
+
+/// The subcommands a help text lists under `Commands:`, without `help`.
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|line| !line.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .filter(|line| !line.starts_with("   "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_command_has_help_and_serve_names_its_variables() -> Result<()> {
+    let (code, top) = help(&[])?;
+    assert_eq!(code, Some(0), "{top}");
+    let commands = subcommands(&top);
+    for expected in [
+        "serve", "gateway", "openapi", "migrate", "call", "ledger", "rules",
+    ] {
+        assert!(commands.iter().any(|c| c == expected), "{expected}: {top}");
+    }
+    let (code, rules) = help(&["rules"])?;
+    assert_eq!(code, Some(0), "{rules}");
+    let rules_commands = subcommands(&rules);
+    for expected in [
+        "check",
+        "deploy",
+        "status",
+        "rollback",
+        "promote",
+        "drop-shadow",
+    ] {
+        assert!(
+            rules_commands.iter().any(|c| c == expected),
+            "rules {expected}: {rules}"
+        );
+    }
+
+    let mut every: Vec<Vec<&str>> = commands.iter().map(|c| vec![c.as_str()]).collect();
+    every.extend(rules_commands.iter().map(|c| vec!["rules", c.as_str()]));
+    for command in &every {
+        let (code, text) = help(command)?;
+        let usage = format!("Usage: beaker {}", command.join(" "));
+        assert_eq!(code, Some(0), "{usage}: {text}");
+        assert!(text.contains(&usage), "{usage}: {text}");
+    }
+
+    // The main settings of serve, each with the variable that sets it
+    // (shown as `[env: NAME=]`, or `[env: NAME]` for hidden values).
+    let (_, serve) = help(&["serve"])?;
+    for variable in [
+        "NATS_URL",
+        "DATABASE_URL",
+        "BEAKER_RULES",
+        "BEAKER_METRICS_ADDR",
+        "BEAKER_GATEWAY_ADDR",
+    ] {
+        assert!(
+            serve.contains(&format!("[env: {variable}="))
+                || serve.contains(&format!("[env: {variable}]")),
+            "serve --help does not name {variable}:\n{serve}"
+        );
+    }
+    Ok(())
+}
