@@ -4,7 +4,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Result;
-use beaker_tests::{BeakerConfig, NatsServer, TestDb, TestEnv, beaker_bin};
+use beaker_tests::{
+    Beaker, BeakerConfig, EVENTS_STREAM, NatsServer, TestDb, TestEnv, beaker_bin, beaker_cli,
+    output_dir, service_infos, sha256_file, stream_events, wait_for_metadata, wasm, workspace_root,
+};
 use futures::future::join_all;
 use nix::sys::signal::Signal;
 
@@ -210,6 +213,142 @@ async fn migrate_creates_the_database_and_is_idempotent() -> Result<()> {
         .execute(&db.pool)
         .await?;
     assert_eq!(tables, 2);
+    Ok(())
+}
+
+/// The NATS permissions the README gives the service's user (section
+/// "Running on Synadia Cloud"), for the default stream and bucket names.
+const SERVICE_SUBSCRIBE: &[&str] = &["stock.>", "$SRV.>", "_INBOX.>"];
+const SERVICE_PUBLISH: &[&str] = &[
+    "_INBOX.>",
+    "events.>",
+    "$JS.API.STREAM.CREATE.BEAKER_EVENTS",
+    "$JS.API.STREAM.UPDATE.BEAKER_EVENTS",
+    "$JS.API.STREAM.INFO.OBJ_beaker-rules",
+    "$JS.API.STREAM.CREATE.OBJ_beaker-rules",
+    "$JS.API.DIRECT.GET.OBJ_beaker-rules.>",
+    "$JS.API.CONSUMER.CREATE.OBJ_beaker-rules",
+    "$JS.API.CONSUMER.DELETE.OBJ_beaker-rules.*",
+    "$JS.FC.OBJ_beaker-rules.>",
+];
+/// And those it gives the operator's user of `beaker rules …`.
+const OPERATOR_SUBSCRIBE: &[&str] = &["_INBOX.>"];
+const OPERATOR_PUBLISH: &[&str] = &["$JS.API.>", "$O.beaker-rules.>", "$SRV.>"];
+
+/// A nats-server configuration list: `"a", "b"`.
+fn quoted(subjects: &[&str]) -> String {
+    subjects
+        .iter()
+        .map(|s| format!("{s:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_nats_permissions_are_enough_to_serve_and_deploy() -> Result<()> {
+    let name = "documented_permissions";
+    let _ = std::fs::remove_dir_all(output_dir(name));
+    let readme = std::fs::read_to_string(workspace_root().join("README.md"))?;
+    for subject in [
+        SERVICE_SUBSCRIBE,
+        SERVICE_PUBLISH,
+        OPERATOR_SUBSCRIBE,
+        OPERATOR_PUBLISH,
+    ]
+    .concat()
+    {
+        assert!(
+            readme.contains(&format!("`{subject}`")),
+            "the README does not list {subject}"
+        );
+    }
+
+    // An account with three users: the service and the operator with only
+    // the documented permissions, and a client allowed everything.
+    let dir = tempfile::tempdir()?;
+    let conf = dir.path().join("accounts.conf");
+    let user = |name: &str, subscribe: &[&str], publish: &[&str]| {
+        format!(
+            "{{ user: {name}, password: {name}-pw, permissions: {{ \
+             subscribe: {{ allow: [{}] }}, publish: {{ allow: [{}] }} }} }}",
+            quoted(subscribe),
+            quoted(publish)
+        )
+    };
+    std::fs::write(
+        &conf,
+        format!(
+            "accounts {{ APP {{ jetstream: enabled, users: [\n{}\n{}\n{{ user: client, password: client-pw }}\n] }} }}\n",
+            user("service", SERVICE_SUBSCRIBE, SERVICE_PUBLISH),
+            user("operator", OPERATOR_SUBSCRIBE, OPERATOR_PUBLISH),
+        ),
+    )?;
+    let nats = NatsServer::start_with(name, &["-c", &conf.display().to_string()])?;
+    let url = |user: &str| format!("nats://{user}:{user}-pw@127.0.0.1:{}", nats.port);
+    let db = TestDb::create().await?;
+    let mut config = BeakerConfig::new(name, &nats, &db);
+    config.nats_url = url("service");
+    let beaker = Beaker::start(&config)?;
+    let client =
+        async_nats::ConnectOptions::with_user_and_password("client".into(), "client-pw".into())
+            .connect(nats.url())
+            .await?;
+
+    // The endpoints, discovery and a low-stock event into the stream.
+    let add = r#"{"product-sku":"perm-1","quantity":12}"#;
+    assert!(beaker_tests::call(&client, "stock.add", add).await?.ok());
+    let remove = r#"{"product-sku":"perm-1","quantity":5}"#;
+    let removed = beaker_tests::call(&client, "stock.remove", remove).await?;
+    assert_eq!(removed.level(), Some(7), "{:?}", removed.body);
+    assert_eq!(
+        service_infos(&client, Duration::from_millis(300))
+            .await?
+            .len(),
+        1
+    );
+    db.wait_outbox_drained(Duration::from_secs(30)).await?;
+    let events = stream_events(&client, EVENTS_STREAM).await?;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].payload["stock-level"], 7);
+
+    // The operator deploys twice and rolls back; the service follows.
+    let operator = url("operator");
+    let default = wasm("beaker_rules");
+    let threshold = wasm("beaker_rules_threshold");
+    for (args, active) in [
+        (
+            vec!["deploy", default.to_str().unwrap_or_default()],
+            &default,
+        ),
+        (
+            vec!["deploy", threshold.to_str().unwrap_or_default()],
+            &threshold,
+        ),
+        (vec!["rollback"], &default),
+    ] {
+        let output = beaker_cli(&operator, &[&["rules"], &args[..]].concat())?;
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "rules {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        wait_for_metadata(&client, 1, "rules_digest", &sha256_file(active)?).await?;
+    }
+
+    // Nothing was refused along the way, on either side.
+    let server_log = std::fs::read_to_string(output_dir(name).join("nats-server.log"))?;
+    let violations: Vec<&str> = server_log
+        .lines()
+        .filter(|l| l.contains("Violation"))
+        .collect();
+    assert!(violations.is_empty(), "{violations:#?}");
+    let complaints: Vec<_> = beaker
+        .log_lines()
+        .into_iter()
+        .filter(|l| l["level"] == "WARN" || l["level"] == "ERROR")
+        .collect();
+    assert!(complaints.is_empty(), "{complaints:#?}");
     Ok(())
 }
 
