@@ -71,6 +71,18 @@ pub struct SandboxLimits {
     pub max_instances: u32,
 }
 
+/// Where instances get their memory, tables and stacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Allocation {
+    /// Slots reserved once, when the engine is made, and reused: a fresh
+    /// instance per request then costs microseconds. The service uses this.
+    #[default]
+    Pooling,
+    /// New mappings for every instance. Kept so that the micro-benchmarks
+    /// can show what pooling saves.
+    OnDemand,
+}
+
 impl Default for SandboxLimits {
     fn default() -> Self {
         Self {
@@ -251,8 +263,17 @@ impl HasData for WasiIo {
 }
 
 impl RulesEngine {
-    /// Creates the engine, the linker and the epoch ticker.
+    /// Creates the engine (with the pooling allocator), the linker and the
+    /// epoch ticker.
     pub fn new(limits: SandboxLimits) -> Result<Self, LoadError> {
+        Self::with_allocation(limits, Allocation::Pooling)
+    }
+
+    /// As [`RulesEngine::new`], with the given allocation strategy.
+    pub fn with_allocation(
+        limits: SandboxLimits,
+        allocation: Allocation,
+    ) -> Result<Self, LoadError> {
         let engine_error = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(limits.max_instances)
@@ -274,7 +295,10 @@ impl RulesEngine {
             .memory_reservation(limits.max_memory_bytes as u64)
             .memory_guard_size(64 << 10)
             .memory_reservation_for_growth(0)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+            .allocation_strategy(match allocation {
+                Allocation::Pooling => InstanceAllocationStrategy::Pooling(pool),
+                Allocation::OnDemand => InstanceAllocationStrategy::OnDemand,
+            });
         let engine = Engine::new(&config).map_err(engine_error)?;
 
         let mut linker = Linker::<Sandbox>::new(&engine);
@@ -445,10 +469,27 @@ impl RulesEngine {
             },
         );
         store.limiter(|s| &mut s.limiter);
-        let ticks = (self.limits.deadline.as_micros() / EPOCH_TICK.as_micros()).max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.set_epoch_deadline(deadline_ticks(self.limits));
         store.epoch_deadline_trap();
         store
+    }
+
+    /// Instantiates the rules once, for several calls. The service never
+    /// does this: each request gets a fresh instance, so that nothing one
+    /// call leaves in the instance's memory can reach the next. This exists
+    /// so that the micro-benchmarks can measure what that isolation costs.
+    pub async fn instantiate(&self, rules: &Rules) -> Result<ReusedInstance, CallError> {
+        let mut store = self.store();
+        let instance = rules
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| classify(&store, e, self.limits))?;
+        Ok(ReusedInstance {
+            store,
+            instance,
+            limits: self.limits,
+        })
     }
 
     /// Asks the rules to decide one request, in a fresh sandboxed instance,
@@ -465,23 +506,72 @@ impl RulesEngine {
             .instantiate_async(&mut store)
             .await
             .map_err(|e| classify(&store, e, self.limits))?;
-        let limits = Limits {
-            max_quantity: BOUNDS.max_quantity,
-            max_stock_level: BOUNDS.max_stock_level,
-        };
-        let answer = instance
-            .call_decide(
-                &mut store,
-                request,
-                current.map(|level| Stock { level }),
-                limits,
-            )
-            .await
-            .map_err(|e| classify(&store, e, self.limits))?;
-        match answer {
-            Ok(decision) => check_decision(request, &decision).map(|()| Ok(decision)),
-            Err(rejection) => Ok(Err(tidy_rejection(rejection))),
-        }
+        call_decide(&mut store, &instance, self.limits, request, current).await
+    }
+}
+
+/// An instance kept for several calls (see [`RulesEngine::instantiate`]).
+pub struct ReusedInstance {
+    store: Store<Sandbox>,
+    instance: bindings::Rules,
+    limits: SandboxLimits,
+}
+
+impl std::fmt::Debug for ReusedInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReusedInstance").finish_non_exhaustive()
+    }
+}
+
+impl ReusedInstance {
+    /// Decides one more request on this instance, with a deadline of its own.
+    pub async fn decide(
+        &mut self,
+        request: &Request,
+        current: Option<u32>,
+    ) -> Result<Result<Decision, Rejection>, CallError> {
+        self.store.set_epoch_deadline(deadline_ticks(self.limits));
+        call_decide(
+            &mut self.store,
+            &self.instance,
+            self.limits,
+            request,
+            current,
+        )
+        .await
+    }
+}
+
+/// The epoch deadline of one call, in ticks.
+fn deadline_ticks(limits: SandboxLimits) -> u64 {
+    let ticks = (limits.deadline.as_micros() / EPOCH_TICK.as_micros()).max(1);
+    u64::try_from(ticks).unwrap_or(u64::MAX)
+}
+
+/// One `decide` call on an instance, its answer checked.
+async fn call_decide(
+    store: &mut Store<Sandbox>,
+    instance: &bindings::Rules,
+    limits: SandboxLimits,
+    request: &Request,
+    current: Option<u32>,
+) -> Result<Result<Decision, Rejection>, CallError> {
+    let bounds = Limits {
+        max_quantity: BOUNDS.max_quantity,
+        max_stock_level: BOUNDS.max_stock_level,
+    };
+    let answer = instance
+        .call_decide(
+            &mut *store,
+            request,
+            current.map(|level| Stock { level }),
+            bounds,
+        )
+        .await
+        .map_err(|e| classify(store, e, limits))?;
+    match answer {
+        Ok(decision) => check_decision(request, &decision).map(|()| Ok(decision)),
+        Err(rejection) => Ok(Err(tidy_rejection(rejection))),
     }
 }
 
