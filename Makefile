@@ -21,7 +21,7 @@ export NATS_URL ?= nats://127.0.0.1:4222
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/beaker
 
 .PHONY: help build rules rules-js rules-py host run test unit lint fmt services services-down clean-data
-.PHONY: image dev profile deny check-deploy openapi api-fuzz
+.PHONY: image dev profile bench deny check-deploy openapi api-fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -105,6 +105,9 @@ dev: ## Serve, rebuild and restart on every change (NATS and Postgres keep runni
 
 profile: ## CPU flamegraph of the host under load: target/profile/flamegraph.svg
 	@scripts/profile.sh
+
+bench: ## Measure the service against its baselines in one run; the table goes to BENCHMARKS.md
+	@BENCH_COMMAND="make bench" scripts/bench.sh
 
 deny: ## cargo deny: licences, bans, sources and advisories (DENY_CHECKS to choose)
 	@command -v cargo-deny >/dev/null 2>&1 || $(CARGO) install --locked cargo-deny
