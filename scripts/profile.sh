@@ -4,13 +4,16 @@
 # Starts an isolated stack (its own nats-server with JetStream on a free
 # port, the database `beaker_profile` on the usual Postgres), serves with the
 # release build, samples the `beaker` process with `perf record` while the
-# load generator (tests/examples/load.rs) drives requests, and folds the
-# samples into target/profile/flamegraph.svg with inferno.
+# benchmark's load generator (`beaker-bench load`, bench/) drives requests,
+# and folds the samples into target/profile/flamegraph.svg with inferno.
 #
 # Knobs (environment):
 #   PROFILE_SECONDS   how long the load runs and perf samples (default 20)
 #   PROFILE_FREQ      samples per second (default 499)
-#   LOAD_CLIENTS      concurrent clients (default 16), LOAD_SKUS products (64)
+#   LOAD_CLIENTS      requests in flight (default 16), LOAD_SKUS products (64)
+#   LOAD_MIX          mixed (default: adds, gets and removes; the adds create
+#                     the products), change-hot, change-cold or get
+#                     (`target/release/beaker-bench load --help`)
 #   PROFILE_DATABASE_URL   default postgres://postgres@$PGHOST:$PGPORT/beaker_profile
 #
 # Sampling uses the `cpu-clock` software event, which works in virtual
@@ -29,7 +32,7 @@ PGHOST=${PGHOST:-127.0.0.1}
 PGPORT=${PGPORT:-5432}
 DATABASE_URL=${PROFILE_DATABASE_URL:-postgres://postgres@$PGHOST:$PGPORT/beaker_profile}
 BEAKER="$ROOT/target/release/beaker"
-LOAD="$ROOT/target/release/examples/load"
+LOAD="$ROOT/target/release/beaker-bench"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'profile: %s\n' "$*" >&2; exit 1; }
@@ -85,8 +88,6 @@ trap cleanup EXIT
 ensure_tools
 scripts/services.sh test
 make --no-print-directory build
-say "building the load generator (tests/examples/load.rs)"
-cargo build --release -p beaker-tests --example load
 
 rm -rf "$RUN"
 mkdir -p "$RUN"
@@ -115,7 +116,7 @@ PIDS+=("$PERF_PID")
 sleep 0.5
 kill -0 "$PERF_PID" 2>/dev/null || die "perf record failed (see $RUN/perf-record.log); as a non-root user it needs kernel.perf_event_paranoid <= 1 or CAP_PERFMON"
 
-NATS_URL="$NATS_URL" LOAD_SECONDS="$SECONDS_TO_RUN" "$LOAD" | tee "$OUT/load.txt"
+NATS_URL="$NATS_URL" LOAD_SECONDS="$SECONDS_TO_RUN" "$LOAD" load | tee "$OUT/load.txt"
 
 kill -INT "$PERF_PID"
 wait "$PERF_PID" || true
