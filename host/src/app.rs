@@ -132,6 +132,7 @@ async fn run(args: ServeArgs, telemetry: Arc<Telemetry>) -> Result<(), ServeErro
         },
         relay_wake: relay_wake.clone(),
         metrics: metrics.clone(),
+        group_commit: args.service.group_commit.settings(),
     });
     metrics.observe(rules.clone(), store.clone());
 

@@ -449,4 +449,59 @@ pub struct ServiceArgs {
         default_value_t = 10000
     )]
     pub shutdown_timeout_ms: u64,
+    #[command(flatten)]
+    pub group_commit: GroupCommitArgs,
+}
+
+/// Group commit: adds and removes in flight together share one transaction.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Group commit")]
+pub struct GroupCommitArgs {
+    /// Apply the adds and removes in flight at one moment in one
+    /// transaction (one commit for many requests); false: one transaction
+    /// per request.
+    #[arg(
+        long = "group-commit",
+        env = "BEAKER_GROUP_COMMIT",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub enabled: bool,
+    /// Most requests in one group.
+    #[arg(
+        long = "group-commit-max",
+        env = "BEAKER_GROUP_COMMIT_MAX",
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u32).range(1..=1024)
+    )]
+    pub max_size: u32,
+    /// How long a group waits for more requests once it has one, in
+    /// microseconds (below 1000); 0 takes what is waiting.
+    #[arg(
+        long = "group-commit-wait-us",
+        env = "BEAKER_GROUP_COMMIT_WAIT_US",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u64).range(0..1000)
+    )]
+    pub wait_us: u64,
+    /// Groups applied at once, each on a database connection of its own.
+    #[arg(
+        long = "group-commit-workers",
+        env = "BEAKER_GROUP_COMMIT_WORKERS",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u32).range(1..=64)
+    )]
+    pub workers: u32,
+}
+
+impl GroupCommitArgs {
+    /// The settings, or `None` when group commit is off.
+    pub fn settings(&self) -> Option<crate::service::GroupCommitSettings> {
+        self.enabled.then(|| crate::service::GroupCommitSettings {
+            max_size: self.max_size as usize,
+            max_wait: Duration::from_micros(self.wait_us),
+            workers: self.workers as usize,
+        })
+    }
 }

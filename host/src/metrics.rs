@@ -49,6 +49,8 @@ pub struct Metrics {
     pub publish_failures: Counter<u64>,
     /// `beaker.nats.reconnects`: NATS connections re-established.
     pub nats_reconnects: Counter<u64>,
+    /// `beaker.group_commit.size`: requests per group commit transaction.
+    pub group_size: Histogram<u64>,
     pub gauges: Arc<Gauges>,
 }
 
@@ -98,6 +100,12 @@ impl Metrics {
             nats_reconnects: meter
                 .u64_counter("beaker.nats.reconnects")
                 .with_description("NATS connections re-established after a loss")
+                .build(),
+            group_size: meter
+                .u64_histogram("beaker.group_commit.size")
+                .with_unit("{request}")
+                .with_description("Adds and removes applied in one group commit transaction")
+                .with_boundaries(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0])
                 .build(),
             gauges: Arc::new(Gauges::default()),
         });

@@ -25,10 +25,14 @@ use crate::schema::Schemas;
 use crate::store::{
     Begun, IdempotencyKey, Movement, OutboxEvent, RulesStamp, Store, StoreError, StoredReply,
 };
+
+mod group;
 use crate::wire::{
     ERROR_CODE_HEADER, ERROR_HEADER, Endpoint, ErrorCode, IDEMPOTENCY_HEADER, LOW_STOCK_SUBJECT,
     LowStockEvent, Reply, StockRequest,
 };
+use group::GroupCommit;
+pub use group::GroupCommitSettings;
 
 /// How often a change is decided again when a new product was created
 /// concurrently; the second attempt always finds the row.
@@ -58,6 +62,9 @@ pub struct Service {
     /// Wakes the outbox relay when a change with events commits.
     relay_wake: Arc<Notify>,
     metrics: Arc<Metrics>,
+    /// Applies adds and removes in groups, one transaction each; `None`
+    /// applies every request in its own transaction.
+    group: Option<GroupCommit>,
 }
 
 impl std::fmt::Debug for Service {
@@ -80,21 +87,28 @@ pub struct Parts {
     /// Notified after a change with events commits.
     pub relay_wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
+    /// Group commit, or `None` for one transaction per request.
+    pub group_commit: Option<GroupCommitSettings>,
 }
 
 impl Service {
+    /// Must run inside a tokio runtime: group commit starts its workers.
     pub fn new(parts: Parts) -> Arc<Self> {
         let limits = parts.limits;
-        Arc::new(Self {
+        let queue = limits.max_in_flight.max(1) as usize;
+        Arc::new_cyclic(|service| Self {
             schemas: parts.schemas,
             store: parts.store,
             rules: parts.rules,
             client: parts.client,
             registry: parts.registry,
-            permits: Arc::new(Semaphore::new(limits.max_in_flight.max(1) as usize)),
+            permits: Arc::new(Semaphore::new(queue)),
             limits,
             relay_wake: parts.relay_wake,
             metrics: parts.metrics,
+            group: parts
+                .group_commit
+                .map(|settings| GroupCommit::start(service.clone(), settings, queue)),
         })
     }
 
@@ -308,29 +322,98 @@ impl Service {
         payload: &[u8],
         key: Option<&str>,
         request_id: Uuid,
-        rules: &Rules,
+        rules: &Arc<Rules>,
     ) -> Reply {
+        match self.prepare(endpoint, payload, key, request_id, rules) {
+            Prepared::Answer(reply) => reply,
+            Prepared::Get(request) => self.get(rules, request).await,
+            Prepared::Change(change) => match &self.group {
+                Some(group) => group.submit(*change).await,
+                None => self.change_alone(&change).await,
+            },
+        }
+    }
+
+    /// Executes requests as if they had arrived together: the gets one by
+    /// one, the adds and removes as one group commit, in the order given.
+    /// Replies come back in the same order. This is what the group commit
+    /// workers do with what they gather; tests use it to compare a group
+    /// with the same requests applied one at a time.
+    pub async fn handle_group(
+        &self,
+        requests: &[(Endpoint, &[u8], Option<&str>, Uuid)],
+        rules: &Arc<Rules>,
+    ) -> Vec<Reply> {
+        let mut replies = vec![None; requests.len()];
+        let mut changes = Vec::new();
+        let mut slots = Vec::new();
+        for (slot, (endpoint, payload, key, request_id)) in requests.iter().enumerate() {
+            match self.prepare(*endpoint, payload, *key, *request_id, rules) {
+                Prepared::Answer(reply) => replies[slot] = Some(reply),
+                Prepared::Get(request) => replies[slot] = Some(self.get(rules, request).await),
+                Prepared::Change(change) => {
+                    changes.push(*change);
+                    slots.push(slot);
+                }
+            }
+        }
+        for (slot, reply) in slots.into_iter().zip(self.apply_group(&changes).await) {
+            replies[slot] = Some(reply);
+        }
+        replies
+            .into_iter()
+            .map(|r| r.unwrap_or_else(internal))
+            .collect()
+    }
+
+    /// Everything about a request that needs no database: decoding, the
+    /// schema, the idempotency key.
+    fn prepare(
+        &self,
+        endpoint: Endpoint,
+        payload: &[u8],
+        key: Option<&str>,
+        request_id: Uuid,
+        rules: &Arc<Rules>,
+    ) -> Prepared {
         let decoded = tracing::info_span!("validate").in_scope(|| self.decode(endpoint, payload));
         let (request, canonical) = match decoded {
             Ok(decoded) => decoded,
-            Err(reply) => return reply,
+            Err(reply) => return Prepared::Answer(reply),
         };
         tracing::Span::current().record("beaker.sku", request.sku.as_str());
-        match endpoint {
+        let (operation, quantity) = match (endpoint, request.quantity) {
             // A get changes nothing, so it is idempotent without a key.
-            Endpoint::Get => self.get(rules, request).await,
-            Endpoint::Add | Endpoint::Remove => {
-                let key = match key
-                    .map(|k| idempotency_key(k, endpoint, &canonical, self.limits.idempotency_ttl))
-                {
-                    None => None,
-                    Some(Ok(key)) => Some(key),
-                    Some(Err(reply)) => return reply,
-                };
-                self.change(rules, endpoint, request, key.as_ref(), request_id)
-                    .await
+            (Endpoint::Get, _) => return Prepared::Get(request),
+            (_, None) => {
+                return Prepared::Answer(Reply::error(
+                    ErrorCode::BadRequest,
+                    "quantity is required",
+                ));
             }
-        }
+            (Endpoint::Add, Some(quantity)) => (Operation::Add(quantity), quantity),
+            (Endpoint::Remove, Some(quantity)) => (Operation::Remove(quantity), quantity),
+        };
+        let key = match key
+            .map(|k| idempotency_key(k, endpoint, &canonical, self.limits.idempotency_ttl))
+        {
+            None => None,
+            Some(Ok(key)) => Some(key),
+            Some(Err(reply)) => return Prepared::Answer(reply),
+        };
+        Prepared::Change(Box::new(PendingChange {
+            rules: rules.clone(),
+            ask: rules::Request {
+                sku: request.sku,
+                operation,
+            },
+            operation: endpoint.name(),
+            quantity,
+            key,
+            request_id,
+            span: tracing::Span::current(),
+            trace_id: current_trace_id(),
+        }))
     }
 
     /// Turns raw bytes into a schema-valid request (and its canonical JSON
@@ -398,55 +481,29 @@ impl Service {
         }
     }
 
-    async fn change(
-        &self,
-        rules: &Rules,
-        endpoint: Endpoint,
-        request: StockRequest,
-        key: Option<&IdempotencyKey>,
-        request_id: Uuid,
-    ) -> Reply {
-        let Some(quantity) = request.quantity else {
-            return Reply::error(ErrorCode::BadRequest, "quantity is required");
-        };
-        let (operation, name) = match endpoint {
-            Endpoint::Add => (Operation::Add(quantity), "add"),
-            _ => (Operation::Remove(quantity), "remove"),
-        };
-        let change = Planned {
-            rules,
-            ask: rules::Request {
-                sku: request.sku,
-                operation,
-            },
-            operation: name,
-            quantity,
-            key,
-            request_id,
-        };
+    /// Applies one change in a transaction of its own.
+    async fn change_alone(&self, change: &PendingChange) -> Reply {
         for attempt in 1..=MAX_ATTEMPTS {
             let transaction = tracing::info_span!(
+                parent: &change.span,
                 "db.transaction",
                 db.system.name = "postgresql",
                 beaker.attempt = attempt,
             );
-            match self.attempt(&change).instrument(transaction).await {
+            match self.attempt(change).instrument(transaction).await {
                 Step::Done(reply) => return reply,
                 Step::Retry => continue,
             }
         }
-        Reply::error(
-            ErrorCode::Unavailable,
-            "the product is being changed by many requests at once; try again",
-        )
+        contended()
     }
 
     /// One transaction: claim the key, lock the row, decide, write, commit.
-    async fn attempt(&self, planned: &Planned<'_>) -> Step {
-        let Planned {
+    async fn attempt(&self, planned: &PendingChange) -> Step {
+        let PendingChange {
             rules, ask, key, ..
         } = planned;
-        let change = match self.store.begin_change(&ask.sku, *key).await {
+        let change = match self.store.begin_change(&ask.sku, key.as_ref()).await {
             Ok(Begun::Change(change)) => change,
             Ok(Begun::Replay(stored)) => {
                 return Step::Done(Reply::Replay {
@@ -455,13 +512,7 @@ impl Service {
                 });
             }
             Ok(Begun::KeyReused) => {
-                return Step::Done(Reply::error(
-                    ErrorCode::Conflict,
-                    format!(
-                        "idempotency key {} was already used for a different request",
-                        key.map_or("", |k| k.key.as_str())
-                    ),
-                ));
+                return Step::Done(key_reused(key.as_ref().map_or("", |k| k.key.as_str())));
             }
             Err(e) => return Step::Done(store_failure(e)),
         };
@@ -495,7 +546,7 @@ impl Service {
                 digest: rules.digest.clone(),
             },
             request_id: planned.request_id,
-            trace_id: current_trace_id(),
+            trace_id: planned.trace_id.clone(),
         };
         let reply = Reply::Ok {
             sku: ask.sku.clone(),
@@ -631,14 +682,28 @@ impl Service {
     }
 }
 
-/// A change to make, the same on every attempt.
-struct Planned<'a> {
-    rules: &'a Rules,
+/// An add or remove to apply, the same on every attempt and whether it
+/// is applied alone or in a group.
+#[derive(Debug, Clone)]
+pub struct PendingChange {
+    /// The rules active when the request arrived: they decide it.
+    rules: Arc<Rules>,
     ask: rules::Request,
     operation: &'static str,
     quantity: u32,
-    key: Option<&'a IdempotencyKey>,
+    key: Option<IdempotencyKey>,
     request_id: Uuid,
+    /// The request's span, parent of the transaction that applies it.
+    span: tracing::Span,
+    trace_id: Option<String>,
+}
+
+/// A request, once checked.
+enum Prepared {
+    /// Nothing to execute: the reply says what is wrong.
+    Answer(Reply),
+    Get(StockRequest),
+    Change(Box<PendingChange>),
 }
 
 /// How one attempt at a change ended.
@@ -698,6 +763,20 @@ fn idempotency_key(
         request_hash,
         ttl,
     })
+}
+
+fn key_reused(key: &str) -> Reply {
+    Reply::error(
+        ErrorCode::Conflict,
+        format!("idempotency key {key} was already used for a different request"),
+    )
+}
+
+fn contended() -> Reply {
+    Reply::error(
+        ErrorCode::Unavailable,
+        "the product is being changed by many requests at once; try again",
+    )
 }
 
 fn internal() -> Reply {

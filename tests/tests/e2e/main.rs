@@ -11,6 +11,7 @@ mod consumers;
 mod discovery;
 mod events;
 mod gateway;
+mod group_commit;
 mod idempotency;
 mod lifecycle;
 mod observability;

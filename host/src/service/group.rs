@@ -1,0 +1,396 @@
+//! Group commit: the adds and removes in flight at one moment are applied
+//! in one transaction, so that one commit (one WAL flush, the ceiling of a
+//! transaction per request) serves many requests.
+//!
+//! A worker takes every change waiting in the queue (up to a maximum,
+//! optionally waiting a moment for more), then in one transaction: claims
+//! the idempotency keys in one statement, locks the rows of the products in
+//! one statement, asks the rules about each change in arrival order
+//! against the evolving levels, writes all levels, ledger rows, outbox rows
+//! and stored replies in one statement, commits, and answers every request.
+//!
+//! Each request keeps the semantics it has alone: a refusal writes nothing
+//! (but its stored reply, under a key) and does not disturb its neighbours;
+//! changes to one product apply in arrival order; a rules failure leaves
+//! nothing behind, its key included. What a group cannot decide alone goes
+//! through the one-request path after the group: a key used twice in the
+//! group, an expired key. A group that meets a concurrent creation of one
+//! of its products, a deadlock or a serialization failure is decided again
+//! from scratch; one that fails on a defect is retried request by request,
+//! so that one bad request cannot fail the others.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use opentelemetry::trace::TraceContextExt;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::{
+    MAX_ATTEMPTS, PendingChange, Service, contended, internal, key_reused, rejected, rules_failure,
+    store_failure, stored,
+};
+use crate::store::{GroupMovement, GroupWrites, KeyStatus, Movement, RulesStamp, StoreError};
+use crate::wire::{ErrorCode, Reply};
+
+/// How changes are gathered into groups.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupCommitSettings {
+    /// Most changes in one transaction.
+    pub max_size: usize,
+    /// How long a worker waits for more changes once it has one, when
+    /// fewer than `max_size` are waiting. Zero: take what is there.
+    pub max_wait: Duration,
+    /// Groups applied at once, each on its own connection.
+    pub workers: usize,
+}
+
+/// A change waiting for its group, with the way back to its request.
+struct Queued {
+    change: PendingChange,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// The queue in front of the group commit workers.
+pub(super) struct GroupCommit {
+    queue: mpsc::Sender<Queued>,
+}
+
+impl GroupCommit {
+    /// Starts the workers. They hold the service weakly, so that they end
+    /// with it.
+    pub(super) fn start(
+        service: Weak<Service>,
+        settings: GroupCommitSettings,
+        capacity: usize,
+    ) -> Self {
+        let (queue, receiver) = mpsc::channel(capacity.max(1));
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..settings.workers.max(1) {
+            tokio::spawn(work(service.clone(), receiver.clone(), settings));
+        }
+        Self { queue }
+    }
+
+    /// Queues a change and waits for its reply.
+    pub(super) async fn submit(&self, change: PendingChange) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        if self.queue.send(Queued { change, reply }).await.is_err() {
+            return Reply::error(ErrorCode::Unavailable, "the service is shutting down");
+        }
+        // A worker that panicked dropped the sender: a defect, answered as one.
+        answer.await.unwrap_or_else(|_| internal())
+    }
+}
+
+/// One worker: gathers a group, applies it, answers it, again.
+async fn work(
+    service: Weak<Service>,
+    receiver: Arc<Mutex<mpsc::Receiver<Queued>>>,
+    settings: GroupCommitSettings,
+) {
+    loop {
+        let Some(group) = gather(&receiver, settings).await else {
+            return;
+        };
+        let Some(service) = service.upgrade() else {
+            return;
+        };
+        let (changes, replies): (Vec<_>, Vec<_>) =
+            group.into_iter().map(|q| (q.change, q.reply)).unzip();
+        // Its own task, so that a panic fails this group, not the worker.
+        let applied = tokio::spawn(async move { service.apply_group(&changes).await }).await;
+        match applied {
+            Ok(answers) => {
+                for (answer, reply) in answers.into_iter().zip(replies) {
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "a group commit failed abnormally"),
+        }
+    }
+}
+
+/// Waits for the first change, then takes what else is waiting, up to the
+/// group's size, waiting up to `max_wait` for more. `None` once the queue
+/// is closed.
+async fn gather(
+    receiver: &Mutex<mpsc::Receiver<Queued>>,
+    settings: GroupCommitSettings,
+) -> Option<Vec<Queued>> {
+    let mut receiver = receiver.lock().await;
+    let first = receiver.recv().await?;
+    let max = settings.max_size.max(1);
+    let mut group = vec![first];
+    while group.len() < max {
+        match receiver.try_recv() {
+            Ok(queued) => group.push(queued),
+            Err(_) => break,
+        }
+    }
+    if group.len() < max && !settings.max_wait.is_zero() {
+        let deadline = tokio::time::Instant::now() + settings.max_wait;
+        while group.len() < max {
+            match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                Ok(Some(queued)) => group.push(queued),
+                _ => break,
+            }
+        }
+    }
+    Some(group)
+}
+
+/// How one attempt at a group ended.
+enum Attempt {
+    /// Committed (or nothing to write). The listed changes still need the
+    /// one-request path.
+    Done { aside: Vec<usize> },
+    /// Nothing was written; decide the whole group again.
+    Again,
+}
+
+impl Service {
+    /// Applies changes as one group and returns their replies, in order.
+    /// Public so that tests can compare a group with the same changes
+    /// applied one by one.
+    pub async fn apply_group(&self, changes: &[PendingChange]) -> Vec<Reply> {
+        let mut replies: Vec<Option<Reply>> = vec![None; changes.len()];
+        // A key twice in one group: the first goes in the group, the others
+        // after it, alone, where they find its stored reply.
+        let mut seen = HashSet::new();
+        let (members, mut aside): (Vec<usize>, Vec<usize>) = (0..changes.len())
+            .partition(|&i| changes[i].key.as_ref().is_none_or(|k| seen.insert(&k.key)));
+        self.metrics.group_size.record(members.len() as u64, &[]);
+        let mut done = false;
+        for attempt in 1..=MAX_ATTEMPTS {
+            for &i in &members {
+                replies[i] = None;
+            }
+            match self
+                .attempt_group(changes, &members, &mut replies, attempt)
+                .await
+            {
+                Ok(Attempt::Done { aside: more }) => {
+                    aside.extend(more);
+                    done = true;
+                    break;
+                }
+                Ok(Attempt::Again) | Err(StoreError::Contended) => continue,
+                Err(StoreError::Unavailable(detail)) => {
+                    let reply = store_failure(StoreError::Unavailable(detail));
+                    for &i in &members {
+                        replies[i] = Some(reply.clone());
+                    }
+                    done = true;
+                    break;
+                }
+                Err(e) => {
+                    // A defect somewhere in the group: find whose, alone.
+                    tracing::error!(error = %e, size = members.len(), "group commit failed; applying its changes one by one");
+                    aside.extend(&members);
+                    done = true;
+                    break;
+                }
+            }
+        }
+        if !done {
+            for &i in &members {
+                replies[i] = Some(contended());
+            }
+        }
+        aside.sort_unstable();
+        for i in aside {
+            replies[i] = Some(self.change_alone(&changes[i]).await);
+        }
+        replies
+            .into_iter()
+            .map(|r| r.unwrap_or_else(internal))
+            .collect()
+    }
+
+    /// One transaction for the group's `members` (indices into `changes`).
+    async fn attempt_group(
+        &self,
+        changes: &[PendingChange],
+        members: &[usize],
+        replies: &mut [Option<Reply>],
+        attempt: usize,
+    ) -> Result<Attempt, StoreError> {
+        // Every request's trace shows the transaction it was part of; the
+        // first request's shows its statements, the others link to it.
+        let spans: HashMap<usize, tracing::Span> = members
+            .iter()
+            .map(|&i| {
+                let span = tracing::info_span!(
+                    parent: &changes[i].span,
+                    "db.transaction",
+                    db.system.name = "postgresql",
+                    beaker.attempt = attempt,
+                    beaker.group.size = members.len(),
+                );
+                (i, span)
+            })
+            .collect();
+        let Some(leader) = members.first().and_then(|i| spans.get(i)).cloned() else {
+            return Ok(Attempt::Done { aside: Vec::new() });
+        };
+        let leader_context = leader.context().span().span_context().clone();
+        for (&i, span) in &spans {
+            if Some(&i) != members.first() {
+                span.add_link(leader_context.clone());
+            }
+        }
+
+        let mut group = self.store.begin_group().instrument(leader.clone()).await?;
+        let keyed: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&i| changes[i].key.is_some())
+            .collect();
+        let keys: Vec<_> = keyed
+            .iter()
+            .filter_map(|&i| changes[i].key.as_ref())
+            .collect();
+        let statuses: HashMap<usize, KeyStatus> = keyed
+            .iter()
+            .copied()
+            .zip(group.claim_keys(&keys).instrument(leader.clone()).await?)
+            .collect();
+        let mut aside = Vec::new();
+        let mut active = Vec::new();
+        for &i in members {
+            match statuses.get(&i) {
+                None | Some(KeyStatus::Owned) => active.push(i),
+                Some(KeyStatus::Replay(stored)) => {
+                    replies[i] = Some(Reply::Replay {
+                        body: stored.body.clone(),
+                        error: stored.error.clone(),
+                    });
+                }
+                Some(KeyStatus::Reused) => {
+                    let key = changes[i].key.as_ref().map_or("", |k| k.key.as_str());
+                    replies[i] = Some(key_reused(key));
+                }
+                Some(KeyStatus::Aside) => aside.push(i),
+            }
+        }
+
+        let mut skus: Vec<&str> = active
+            .iter()
+            .map(|&i| changes[i].ask.sku.as_str())
+            .collect();
+        skus.sort_unstable();
+        skus.dedup();
+        let existing = group.lock_levels(&skus).instrument(leader.clone()).await?;
+        let mut levels: HashMap<&str, Option<u32>> = skus
+            .iter()
+            .map(|&sku| (sku, existing.get(sku).copied()))
+            .collect();
+
+        let mut writes = GroupWrites::default();
+        let mut decided = Vec::new();
+        for &i in &active {
+            let change = &changes[i];
+            let span = spans.get(&i).cloned().unwrap_or_else(tracing::Span::none);
+            let sku = change.ask.sku.as_str();
+            let current = levels.get(sku).copied().flatten();
+            let key = change.key.as_ref().map(|k| k.key.clone());
+            let outcome = match self
+                .decide(&change.rules, &change.ask, current)
+                .instrument(span.clone())
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    replies[i] = Some(rules_failure(&change.rules, e));
+                    writes.released.extend(key);
+                    continue;
+                }
+            };
+            match &outcome {
+                Ok(decision) => {
+                    let events = match span.in_scope(|| self.encode_events(decision)) {
+                        Ok(events) => events,
+                        Err(reply) => {
+                            replies[i] = Some(reply);
+                            writes.released.extend(key);
+                            continue;
+                        }
+                    };
+                    let reply = Reply::Ok {
+                        sku: sku.to_string(),
+                        level: decision.level,
+                    };
+                    writes.movements.push(GroupMovement {
+                        sku: sku.to_string(),
+                        level_before: current.unwrap_or(0),
+                        movement: Movement {
+                            operation: change.operation,
+                            quantity: change.quantity,
+                            level_after: decision.level,
+                            rules: RulesStamp {
+                                name: change.rules.name.clone(),
+                                version: change.rules.version.clone(),
+                                digest: change.rules.digest.clone(),
+                            },
+                            request_id: change.request_id,
+                            trace_id: change.trace_id.clone(),
+                        },
+                    });
+                    writes
+                        .events
+                        .extend(events.into_iter().map(|e| (e, change.request_id)));
+                    if let Some(key) = key {
+                        writes.replies.push((key, stored(&reply)));
+                    }
+                    levels.insert(sku, Some(decision.level));
+                    replies[i] = Some(reply);
+                }
+                Err(rejection) => {
+                    let reply = rejected(rejection.clone());
+                    if let Some(key) = key {
+                        writes.replies.push((key, stored(&reply)));
+                    }
+                    replies[i] = Some(reply);
+                }
+            }
+            decided.push((i, current, outcome));
+        }
+
+        let moved: HashSet<&str> = writes.movements.iter().map(|m| m.sku.as_str()).collect();
+        for (sku, level) in levels {
+            match level {
+                Some(after) if moved.contains(sku) => {
+                    let target = match existing.contains_key(sku) {
+                        true => &mut writes.updated,
+                        false => &mut writes.created,
+                    };
+                    target.push((sku.to_string(), after));
+                }
+                _ => {}
+            }
+        }
+        let nothing_to_write =
+            writes.movements.is_empty() && writes.replies.is_empty() && writes.released.is_empty();
+        if nothing_to_write {
+            // Gets, refusals without keys, failures: no commit needed.
+            drop(group);
+        } else {
+            match group.commit(&writes).instrument(leader.clone()).await {
+                Ok(()) => {}
+                Err(StoreError::Contended) => return Ok(Attempt::Again),
+                Err(e) => return Err(e),
+            }
+        }
+        if !writes.events.is_empty() {
+            self.relay_wake.notify_one();
+        }
+        for (i, current, outcome) in decided {
+            self.rules
+                .compare_in_shadow(changes[i].ask.clone(), current, outcome);
+        }
+        Ok(Attempt::Done { aside })
+    }
+}
