@@ -98,10 +98,17 @@ DATABASE="beaker_bench_$(date +%Y%m%d%H%M%S)_$$"
 DATABASE_URL_CREATED="$POSTGRES_URL/$DATABASE"
 say "database $DATABASE (dropped at the end)"
 
+# What the host under test was built from.
+revision=$(git rev-parse --short HEAD 2>/dev/null || echo "an unknown revision")
+if ! git diff --quiet HEAD -- host guest wit schemas migrations Cargo.toml Cargo.lock 2>/dev/null; then
+    revision="$revision with uncommitted changes to the host"
+fi
+
 args=(run
     --nats-url "nats://127.0.0.1:$NATS_PORT"
     --database-url "$DATABASE_URL_CREATED"
     --command "$(command_line)"
+    --revision "$revision"
     --log-dir "$RUN")
 if [ -n "$BENCH_OUTPUT" ]; then
     args+=(--output "$BENCH_OUTPUT")

@@ -116,6 +116,9 @@ struct RunArgs {
     /// Where the logs of the hosts go.
     #[arg(long = "log-dir", default_value = "target/bench")]
     log_dir: PathBuf,
+    /// What the host was built from (e.g. a commit), named in the report.
+    #[arg(long)]
+    revision: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -223,6 +226,7 @@ async fn run(args: RunArgs) -> Result<()> {
         event_concurrency: args.event_concurrency,
         variants: run::Variant::parse_list(&args.variants)?,
         log_dir: args.log_dir,
+        revision: args.revision,
     };
     let results = run::run(settings).await?;
     let table = results.markdown();

@@ -82,6 +82,9 @@ impl Results {
         let s = &self.settings;
         let _ = writeln!(out, "Date: {} UTC  ", self.date.format("%Y-%m-%d %H:%M"));
         let _ = writeln!(out, "Machine: {}  ", self.machine.line());
+        if let Some(revision) = &s.revision {
+            let _ = writeln!(out, "Host: built from {revision}  ");
+        }
         let _ = writeln!(
             out,
             "Load: closed loop, a fixed number of requests in flight; each phase {:.1} s measured after {:.1} s of warm-up; \

@@ -78,6 +78,8 @@ pub struct Settings {
     pub event_concurrency: Vec<usize>,
     pub variants: Vec<Variant>,
     pub log_dir: PathBuf,
+    /// What the host under test was built from, for the report.
+    pub revision: Option<String>,
 }
 
 /// One measured phase of the service.
