@@ -82,7 +82,7 @@ async fn run(args: ServeArgs, telemetry: Arc<Telemetry>) -> Result<(), ServeErro
     }
 
     let sandbox = args.rules.sandbox(args.service.max_in_flight);
-    let engine = RulesEngine::new(sandbox)?;
+    let engine = RulesEngine::with_options(sandbox, args.rules.sandbox.engine_options())?;
     let rules = engine.load_file(&args.rules.path).await?;
     tracing::info!(
         path = %args.rules.path.display(),

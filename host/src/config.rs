@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use crate::gateway::auth::Tokens;
 use crate::gateway::subject::AllowList;
 use crate::gateway::{GatewayConfig, GatewayError};
-use crate::rules::SandboxLimits;
+use crate::rules::{EngineOptions, SandboxLimits};
 use crate::store::DbConfig;
 
 /// Where the default rules component lands after `make build`.
@@ -163,9 +163,40 @@ pub struct SandboxArgs {
         default_value_t = 50
     )]
     pub deadline_ms: u64,
+    /// Where compiled rules components are kept between runs, keyed by
+    /// their content and the compiler's settings, so that a host starts
+    /// and swaps without compiling a component it has seen (default
+    /// $XDG_CACHE_HOME/beaker or ~/.cache/beaker; empty: no cache).
+    #[arg(
+        long = "rules-cache-dir",
+        env = "BEAKER_RULES_CACHE_DIR",
+        value_name = "DIR"
+    )]
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl SandboxArgs {
+    /// How the rules engine is built: the cache directory resolved.
+    pub fn engine_options(&self) -> EngineOptions {
+        let cache_dir = match &self.cache_dir {
+            Some(dir) if dir.as_os_str().is_empty() => None,
+            Some(dir) => Some(dir.clone()),
+            None => std::env::var_os("XDG_CACHE_HOME")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME")
+                        .filter(|d| !d.is_empty())
+                        .map(|home| PathBuf::from(home).join(".cache"))
+                })
+                .map(|base| base.join("beaker")),
+        };
+        EngineOptions {
+            cache_dir,
+            ..EngineOptions::default()
+        }
+    }
+
     pub fn limits(&self, max_instances: u32) -> SandboxLimits {
         SandboxLimits {
             max_memory_bytes: usize::try_from(self.memory_mib.max(1))

@@ -145,7 +145,8 @@ async fn load_locally(
 ) -> Result<(RulesEngine, Rules, Vec<u8>, Duration), ExitCode> {
     let bytes = std::fs::read(file)
         .map_err(|e| fail(REFUSED, format!("cannot read {}: {e}", file.display())))?;
-    let engine = RulesEngine::new(sandbox.limits(4)).map_err(|e| fail(REFUSED, e))?;
+    let engine = RulesEngine::with_options(sandbox.limits(4), sandbox.engine_options())
+        .map_err(|e| fail(REFUSED, e))?;
     let started = Instant::now();
     let rules = engine
         .load(&bytes)

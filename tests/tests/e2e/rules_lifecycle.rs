@@ -421,3 +421,61 @@ async fn the_default_rules_written_in_javascript_pass_the_same_cases() -> Result
     assert!(text.contains("12 passed, 0 failed"), "{text}");
     Ok(())
 }
+
+/// `beaker rules check` of the default rules against their cases, with the
+/// compiled-component cache in `cache` (a directory, a file, anything).
+fn check_with_cache(cache: &std::path::Path) -> Result<std::process::Output> {
+    let cases = beaker_tests::workspace_root().join("examples/cases/default-rules.cases");
+    Ok(std::process::Command::new(beaker_tests::beaker_bin())
+        .args(["rules", "check", "--cases"])
+        .arg(&cases)
+        .arg(default_rules())
+        .env("BEAKER_RULES_CACHE_DIR", cache)
+        .env("BEAKER_LOG_FORMAT", "json")
+        .output()?)
+}
+
+#[test]
+fn compiled_rules_are_cached_and_a_broken_cache_costs_only_time() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cache = dir.path().join("cache");
+    let first = check_with_cache(&cache)?;
+    assert_eq!(first.status.code(), Some(0), "{first:?}");
+    let entries: Vec<_> = walk(&cache)
+        .into_iter()
+        .filter(|p| p.extension().is_none())
+        .collect();
+    assert!(!entries.is_empty(), "a compiled component is kept in {cache:?}");
+
+    // Damaged entries are compiled again, not trusted.
+    for entry in &entries {
+        std::fs::write(entry, b"not a compiled component")?;
+    }
+    let damaged = check_with_cache(&cache)?;
+    assert_eq!(damaged.status.code(), Some(0), "{damaged:?}");
+
+    // A cache that cannot be made is reported, and the check still runs.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"")?;
+    let unusable = check_with_cache(&file.join("cache"))?;
+    assert_eq!(unusable.status.code(), Some(0), "{unusable:?}");
+    let log = String::from_utf8_lossy(&unusable.stderr);
+    assert!(
+        log.contains("cannot use the rules cache directory"),
+        "{log}"
+    );
+    Ok(())
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
