@@ -445,7 +445,10 @@ fn compiled_rules_are_cached_and_a_broken_cache_costs_only_time() -> Result<()> 
         .into_iter()
         .filter(|p| p.extension().is_none())
         .collect();
-    assert!(!entries.is_empty(), "a compiled component is kept in {cache:?}");
+    assert!(
+        !entries.is_empty(),
+        "a compiled component is kept in {cache:?}"
+    );
 
     // Damaged entries are compiled again, not trusted.
     for entry in &entries {
