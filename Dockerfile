@@ -134,14 +134,14 @@ COPY --from=build /src/target/release/beaker /usr/local/bin/beaker
 COPY --from=artifacts /out/beaker_rules.wasm /usr/share/beaker/rules/beaker_rules.wasm
 COPY schemas/ /usr/share/beaker/schemas/
 COPY migrations/ /usr/share/beaker/migrations/
-COPY docker/beaker-entrypoint docker/beaker-healthcheck docker/beaker-env.sh /usr/local/bin/
+COPY docker/beaker-healthcheck /usr/local/bin/
 ENV BEAKER_RULES=/usr/share/beaker/rules/beaker_rules.wasm \
     BEAKER_METRICS_ADDR=0.0.0.0:9464 \
     RUST_BACKTRACE=1
 USER 10001:10001
 EXPOSE 9464
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["beaker-healthcheck"]
-ENTRYPOINT ["beaker-entrypoint"]
+ENTRYPOINT ["beaker"]
 CMD ["serve"]
 
 # ------------------------------------------------------------------ runtime --
@@ -158,11 +158,11 @@ COPY --from=artifacts /out/beaker /usr/local/bin/beaker
 COPY --from=artifacts /out/beaker_rules.wasm /usr/share/beaker/rules/beaker_rules.wasm
 COPY schemas/ /usr/share/beaker/schemas/
 COPY migrations/ /usr/share/beaker/migrations/
-COPY docker/beaker-entrypoint docker/beaker-healthcheck docker/beaker-env.sh /usr/local/bin/
+COPY docker/beaker-healthcheck /usr/local/bin/
 ENV BEAKER_RULES=/usr/share/beaker/rules/beaker_rules.wasm \
     BEAKER_METRICS_ADDR=0.0.0.0:9464
 USER 10001:10001
 EXPOSE 9464
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["beaker-healthcheck"]
-ENTRYPOINT ["beaker-entrypoint"]
+ENTRYPOINT ["beaker"]
 CMD ["serve"]

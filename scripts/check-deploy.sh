@@ -43,8 +43,7 @@ say "hadolint Dockerfile"
 hadolint Dockerfile
 
 say "shellcheck"
-scripts=(scripts/*.sh .devcontainer/*.sh docker/beaker-entrypoint docker/beaker-healthcheck
-    docker/beaker-env.sh deploy/synadia/*.sh .ci/run)
+scripts=(scripts/*.sh .devcontainer/*.sh docker/beaker-healthcheck deploy/synadia/*.sh .ci/run)
 shellcheck -x "${scripts[@]}"
 # The workflow's `run:` steps, each as the bash script the runner makes of it.
 python3 - "$WORK" <<'EOF'

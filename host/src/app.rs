@@ -17,7 +17,7 @@ use crate::gateway::{Gateway, GatewayError};
 use crate::health::{self, Health};
 use crate::metrics::Metrics;
 use crate::micro::{self, Identity, Registry};
-use crate::nats::{self, NatsError, redact_nats_urls};
+use crate::nats::{self, NatsError, Refusals, redact_nats_urls};
 use crate::rules::state::RulesState;
 use crate::rules::{self, LoadError, RulesEngine};
 use crate::schema::{SchemaError, Schemas};
@@ -51,17 +51,37 @@ pub enum ServeError {
     Listen(#[from] health::ListenError),
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
+    /// A step failed after the server had refused an operation: the
+    /// refusal is the likely cause, and the step's own error (often a
+    /// time-out) would hide it.
+    #[error("{}; then: {cause}", NatsError::Forbidden(.refused.clone()))]
+    Refused {
+        refused: Vec<String>,
+        cause: Box<ServeError>,
+    },
 }
 
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs, telemetry: Arc<Telemetry>) -> Result<(), ServeError> {
-    let result = run(args, telemetry.clone()).await;
+    let refusals = Arc::new(Refusals::default());
+    let result = match run(args, telemetry.clone(), refusals.clone()).await {
+        Err(e @ ServeError::Nats(NatsError::Forbidden(_))) => Err(e),
+        Err(cause) if !refusals.all().is_empty() => Err(ServeError::Refused {
+            refused: refusals.all(),
+            cause: Box::new(cause),
+        }),
+        other => other,
+    };
     // Whatever happened, export what is buffered.
     telemetry.shutdown();
     result
 }
 
-async fn run(args: ServeArgs, telemetry: Arc<Telemetry>) -> Result<(), ServeError> {
+async fn run(
+    args: ServeArgs,
+    telemetry: Arc<Telemetry>,
+    refusals: Arc<Refusals>,
+) -> Result<(), ServeError> {
     // A gateway misconfiguration fails the start before anything else.
     let gateway_config = match args.gateway_enabled {
         true => Some(args.gateway.config()?),
@@ -95,7 +115,13 @@ async fn run(args: ServeArgs, telemetry: Arc<Telemetry>) -> Result<(), ServeErro
     let file_digest = rules.digest.clone();
     let rules = Arc::new(RulesState::new(engine, rules, &origin));
 
-    let client = nats::connect(&args.nats, SERVICE_NAME, Some(metrics.clone())).await?;
+    let client = nats::connect(
+        &args.nats,
+        SERVICE_NAME,
+        Some(metrics.clone()),
+        Some(refusals.clone()),
+    )
+    .await?;
     let js = jetstream::new(client.clone());
     let stream = stream_settings(&args.events);
     events::ensure_stream(&js, &stream).await?;
@@ -142,11 +168,14 @@ async fn run(args: ServeArgs, telemetry: Arc<Telemetry>) -> Result<(), ServeErro
     let discovery = micro::subscribe(&client, &registry)
         .await
         .map_err(|e| ServeError::Subscribe(e.to_string()))?;
-    // Make sure the server has our subscriptions before we say we are ready.
-    client
-        .flush()
-        .await
-        .map_err(|e| ServeError::Subscribe(e.to_string()))?;
+    // Make sure the server has taken our subscriptions before we say we
+    // are ready: one it refused would leave the service deaf.
+    nats::confirm(
+        &client,
+        &refusals,
+        Duration::from_millis(args.nats.connect_timeout_ms.max(1000)),
+    )
+    .await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let health_task = if args.service.metrics_addr.is_empty() {
@@ -221,7 +250,7 @@ async fn run(args: ServeArgs, telemetry: Arc<Telemetry>) -> Result<(), ServeErro
     };
 
     tracing::info!(
-        nats = %redact_nats_urls(&args.nats.url),
+        nats = %redact_nats_urls(args.nats.servers()),
         service = SERVICE_NAME,
         version = SERVICE_VERSION,
         instance = %identity.id,

@@ -19,14 +19,15 @@ pub const DEFAULT_RULES_PATH: &str = "target/wasm32-wasip2/release/beaker_rules.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "NATS")]
 pub struct NatsArgs {
-    /// NATS server URL(s), comma-separated.
+    /// NATS server URL(s), comma-separated [default: NEX_WORKLOAD_NATS_SERVERS
+    /// if set, else nats://127.0.0.1:4222].
     #[arg(
         id = "nats_url",
         long = "nats-url",
         env = "NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
+        value_name = "URLS"
     )]
-    pub url: String,
+    pub url: Option<String>,
     /// Credentials file (JWT and nkey seed), as issued by an account operator.
     #[arg(long = "nats-creds", env = "NATS_CREDS", value_name = "FILE")]
     pub creds: Option<PathBuf>,
@@ -59,6 +60,32 @@ pub struct NatsArgs {
     /// Refuse to connect without TLS.
     #[arg(long = "nats-tls-required", env = "NATS_TLS_REQUIRED")]
     pub tls_required: bool,
+    /// Server URL(s) a Synadia Cloud workload is given; used when
+    /// NATS_URL is not set.
+    #[arg(
+        long = "workload-nats-servers",
+        env = "NEX_WORKLOAD_NATS_SERVERS",
+        value_name = "URLS"
+    )]
+    pub workload_servers: Option<String>,
+    /// The workload user's JWT, base64-encoded, as Synadia Cloud gives it;
+    /// with NEX_WORKLOAD_NATS_NKEY it makes a credentials file in memory,
+    /// used when no other NATS credentials are set.
+    #[arg(
+        long = "workload-nats-jwt",
+        env = "NEX_WORKLOAD_NATS_B64_JWT",
+        hide_env_values = true,
+        value_name = "BASE64"
+    )]
+    pub workload_jwt: Option<String>,
+    /// The workload user's nkey seed (with NEX_WORKLOAD_NATS_B64_JWT).
+    #[arg(
+        long = "workload-nats-nkey",
+        env = "NEX_WORKLOAD_NATS_NKEY",
+        hide_env_values = true,
+        value_name = "SEED"
+    )]
+    pub workload_nkey: Option<String>,
     /// How long to wait for the NATS connection, in milliseconds.
     #[arg(
         long = "nats-connect-timeout-ms",
@@ -66,6 +93,35 @@ pub struct NatsArgs {
         default_value_t = 5000
     )]
     pub connect_timeout_ms: u64,
+}
+
+/// Where NATS is when nothing says otherwise: a local server.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// A setting given as an empty string counts as not given, as in a shell
+/// script's `NATS_URL=` or a compose file's `NATS_URL: ""`.
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+impl NatsArgs {
+    /// The server URL(s): NATS_URL, else the workload's servers, else the
+    /// local default.
+    pub fn servers(&self) -> &str {
+        given(&self.url)
+            .or_else(|| given(&self.workload_servers))
+            .unwrap_or(DEFAULT_NATS_URL)
+    }
+
+    /// Whether credentials other than the workload's were given; those win.
+    pub fn has_own_credentials(&self) -> bool {
+        self.creds
+            .as_ref()
+            .is_some_and(|p| !p.as_os_str().is_empty())
+            || given(&self.nkey).is_some()
+            || given(&self.token).is_some()
+            || given(&self.user).is_some()
+    }
 }
 
 /// Which Postgres database, and how to use it.

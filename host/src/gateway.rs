@@ -138,7 +138,7 @@ pub enum RunError {
 /// service instances, until SIGINT or SIGTERM.
 pub async fn run(args: crate::config::GatewayCommandArgs) -> Result<(), RunError> {
     let config = args.gateway.config()?;
-    let client = crate::nats::connect(&args.nats, "beaker-gateway", None).await?;
+    let client = crate::nats::connect(&args.nats, "beaker-gateway", None, None).await?;
     let gateway = Gateway::bind(config).await?;
     let addr = gateway.local_addr();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -146,7 +146,7 @@ pub async fn run(args: crate::config::GatewayCommandArgs) -> Result<(), RunError
     let task = tokio::spawn(gateway.serve(client.clone(), stop_rx, shutdown_timeout));
     tracing::info!(
         addr = %addr,
-        nats = %crate::nats::redact_nats_urls(&args.nats.url),
+        nats = %crate::nats::redact_nats_urls(args.nats.servers()),
         "ready"
     );
     crate::app::wait_for_signal()

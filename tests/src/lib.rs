@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 pub mod otlp;
 pub mod proxy;
+pub mod secure;
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;

@@ -19,4 +19,5 @@ mod openapi;
 mod outbox;
 mod rules_lifecycle;
 mod sandbox;
+mod secure_nats;
 mod stock;
