@@ -14,6 +14,7 @@ mod gateway;
 mod group_commit;
 mod idempotency;
 mod lifecycle;
+mod limits;
 mod observability;
 mod openapi;
 mod outbox;

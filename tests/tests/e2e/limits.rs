@@ -1,0 +1,207 @@
+//! Limits against abuse: the largest request body, the most requests in
+//! flight, the longest database statement. Each is pushed past and must
+//! give the caller a prompt, clear answer and leave the books as they were.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use beaker_tests::{Answer, TestDb, TestEnv, answer_from, wait_until};
+use bytes::Bytes;
+use futures::StreamExt;
+
+/// A valid add of one unit of `sku`, padded with spaces to `size` bytes.
+fn padded_add(sku: &str, size: usize) -> Bytes {
+    let mut body = format!(r#"{{"product-sku":"{sku}","quantity":1}}"#).into_bytes();
+    assert!(body.len() <= size);
+    body.resize(size, b' ');
+    Bytes::from(body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_configured_size_gets_a_400_naming_the_limit() -> Result<()> {
+    let env = TestEnv::start_with("limits_request_size", |c| {
+        c.env("BEAKER_MAX_REQUEST_BYTES", "64")
+    })
+    .await?;
+    assert!(env.add("size-1", 5).await?.ok());
+
+    // One byte over: refused, with the limit, whatever the body says.
+    let over = env.call("stock.add", padded_add("size-1", 65)).await?;
+    assert_eq!(over.code, Some(400), "{:?}", over.body);
+    let message = over.body["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("65 bytes") && message.contains("at most 64"),
+        "{message}"
+    );
+    assert_eq!(env.db.level("size-1").await?, Some(5), "nothing changed");
+    assert_eq!(env.db.count("stock_movements").await?, 1);
+
+    // At the limit: served.
+    let at = env.call("stock.add", padded_add("size-1", 64)).await?;
+    assert!(at.ok(), "{:?}", at.body);
+    assert_eq!(at.level(), Some(6));
+    Ok(())
+}
+
+/// Takes `FOR UPDATE` on a product's row from the test's own connection:
+/// every change of that product waits until the transaction ends.
+async fn lock_row(db: &TestDb, sku: &str) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut transaction = db.pool.begin().await?;
+    sqlx::query("SELECT stock_level FROM inventory WHERE product_sku = $1 FOR UPDATE")
+        .bind(sku)
+        .fetch_one(&mut *transaction)
+        .await?;
+    Ok(transaction)
+}
+
+/// Whether some statement of the host waits for a row lock.
+async fn host_waits_for_a_lock(db: &TestDb) -> Result<bool> {
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'beaker' \
+         AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(&db.pool)
+    .await?;
+    Ok(waiting > 0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_max_in_flight_get_an_immediate_503_not_a_queue() -> Result<()> {
+    const LIMIT: usize = 4;
+    const EXTRA: usize = 12;
+    let env = TestEnv::start_with("limits_in_flight", |c| {
+        c.arg("--max-in-flight")
+            .arg(LIMIT.to_string())
+            // Held requests must not time out while the test holds them.
+            .env("BEAKER_DB_STATEMENT_TIMEOUT_MS", "60000")
+    })
+    .await?;
+    assert!(env.add("busy-1", 10).await?.ok());
+    let lock = lock_row(&env.db, "busy-1").await?;
+
+    // LIMIT adds, published in order on one connection, so the host takes
+    // them before anything sent later; each waits for the row.
+    let inbox = env.client.new_inbox();
+    let mut replies = env.client.subscribe(format!("{inbox}.*")).await?;
+    let body = Bytes::from_static(br#"{"product-sku":"busy-1","quantity":1}"#);
+    for n in 0..LIMIT + EXTRA {
+        if n == LIMIT {
+            env.client.flush().await?;
+            wait_until(
+                "the host to wait for the row",
+                Duration::from_secs(30),
+                || host_waits_for_a_lock(&env.db),
+            )
+            .await?;
+        }
+        env.client
+            .publish_with_reply("stock.add", format!("{inbox}.{n}"), body.clone())
+            .await?;
+    }
+    env.client.flush().await?;
+
+    // Every request beyond the limit is answered at once, while the row is
+    // still locked: 503, the service is busy.
+    let started = Instant::now();
+    let mut answers: Vec<(usize, Answer)> = Vec::new();
+    while answers.len() < EXTRA {
+        let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(10), replies.next()).await
+        else {
+            bail!(
+                "only {} of {EXTRA} extra requests were answered",
+                answers.len()
+            );
+        };
+        let n: usize = message
+            .subject
+            .rsplit('.')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(usize::MAX);
+        answers.push((n, answer_from(message)));
+    }
+    let waited = started.elapsed();
+    for (n, answer) in &answers {
+        assert!(
+            *n >= LIMIT,
+            "held request {n} was answered: {:?}",
+            answer.body
+        );
+        assert_eq!(answer.code, Some(503), "request {n}: {:?}", answer.body);
+        let message = answer.body["error"].as_str().unwrap_or_default();
+        assert!(message.contains("busy"), "{message}");
+    }
+    assert!(
+        waited < Duration::from_secs(5),
+        "busy answers took {waited:?}"
+    );
+    assert_eq!(env.db.level("busy-1").await?, Some(10));
+
+    // Released, the held requests are served, and only they.
+    lock.rollback().await?;
+    let mut held = Vec::new();
+    while held.len() < LIMIT {
+        let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(30), replies.next()).await
+        else {
+            bail!("only {} of {LIMIT} held requests were answered", held.len());
+        };
+        held.push(answer_from(message));
+    }
+    assert!(held.iter().all(Answer::ok), "{held:?}");
+    assert_eq!(env.db.level("busy-1").await?, Some(10 + LIMIT as i32));
+    assert_eq!(env.db.count("stock_movements").await?, 1 + LIMIT as i64);
+    assert!(env.add("busy-1", 1).await?.ok(), "serving again");
+    Ok(())
+}
+
+/// A change held by a lock longer than the statement timeout: a 503 within
+/// about the timeout, and nothing written.
+async fn statement_timeout(name: &str, group_commit: bool) -> Result<()> {
+    // Long enough for the host's own statements on a busy machine.
+    let timeout = Duration::from_millis(1000);
+    let env = TestEnv::start_with(name, |c| {
+        c.env(
+            "BEAKER_DB_STATEMENT_TIMEOUT_MS",
+            timeout.as_millis().to_string(),
+        )
+        .env("BEAKER_GROUP_COMMIT", group_commit.to_string())
+    })
+    .await?;
+    assert!(env.add("slow-1", 10).await?.ok());
+    let movements = env.db.count("stock_movements").await?;
+    let events = env.db.count("outbox").await?;
+    let lock = lock_row(&env.db, "slow-1").await?;
+
+    let started = Instant::now();
+    let answer = env.remove("slow-1", 5).await?;
+    let took = started.elapsed();
+    assert_eq!(answer.code, Some(503), "{:?}", answer.body);
+    assert!(
+        answer.body["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("try again")),
+        "{:?}",
+        answer.body
+    );
+    assert!(took >= timeout, "answered in {took:?}, before the timeout");
+    assert!(took < timeout * 5, "answered in {took:?}");
+
+    lock.rollback().await?;
+    assert_eq!(env.db.level("slow-1").await?, Some(10), "nothing changed");
+    assert_eq!(env.db.count("stock_movements").await?, movements);
+    assert_eq!(env.db.count("outbox").await?, events);
+    // The same request, retried once the row is free, is applied.
+    assert_eq!(env.remove("slow-1", 5).await?.level(), Some(5));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_over_the_timeout_gets_a_503_and_changes_nothing() -> Result<()> {
+    statement_timeout("limits_statement_timeout", true).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_over_the_timeout_without_group_commit_too() -> Result<()> {
+    statement_timeout("limits_statement_timeout_alone", false).await
+}
