@@ -150,6 +150,13 @@ ensure_postgres() {
     wait_for_port "$PGHOST" "$PGPORT" PostgreSQL "$DATA/postgres.log"
 }
 
+# The fault tests run PostgreSQL clusters of their own (initdb, pg_ctl),
+# even when the server the other tests use runs elsewhere, in a container.
+ensure_postgres_programs() {
+    pg_bindir >/dev/null || apt_install postgresql
+    pg_bindir >/dev/null || die "PostgreSQL server programs (initdb, pg_ctl) are still missing after installing them"
+}
+
 down() {
     if [ -s "$DATA/nats.pid" ]; then
         say "stopping the project-local nats-server"
@@ -169,7 +176,7 @@ status() {
 
 case "${1:-up}" in
     up) ensure_rust_target; ensure_nats; ensure_postgres ;;
-    test) ensure_rust_target; ensure_node; ensure_nats_binary; ensure_postgres ;;
+    test) ensure_rust_target; ensure_node; ensure_nats_binary; ensure_postgres; ensure_postgres_programs ;;
     down) down ;;
     status) status ;;
     *) die "usage: $0 up|test|down|status" ;;

@@ -10,6 +10,7 @@ mod console;
 mod consumers;
 mod discovery;
 mod events;
+mod faults;
 mod gateway;
 mod group_commit;
 mod idempotency;
