@@ -21,7 +21,7 @@ export NATS_URL ?= nats://127.0.0.1:4222
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/beaker
 
 .PHONY: help build rules rules-js rules-py host run test unit lint fmt services services-down clean-data
-.PHONY: image dev profile bench deny check-deploy openapi api-fuzz
+.PHONY: image dev profile bench deny check-deploy openapi api-fuzz test-faults
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -72,6 +72,11 @@ test: ## The whole test suite (installs what is missing first)
 	@$(MAKE) --no-print-directory build rules-js
 	cd examples/rules-js && node --test test/
 	$(NEXTEST) --no-fail-fast
+
+test-faults: ## The fault-injection and several-instances tests, one table of books per scenario (make test runs them too)
+	@scripts/services.sh test
+	@$(MAKE) --no-print-directory build
+	$(NEXTEST) --no-capture -E 'test(faults::)'
 
 FUZZ_EXAMPLES ?= 100
 api-fuzz: ## Fuzz the HTTP API with schemathesis (FUZZ_EXAMPLES cases per operation, default 100)
