@@ -21,7 +21,7 @@ export NATS_URL ?= nats://127.0.0.1:4222
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/beaker
 
 .PHONY: help build rules rules-js rules-py host run test unit lint fmt services services-down clean-data
-.PHONY: image dev profile bench deny check-deploy openapi api-fuzz test-faults
+.PHONY: image dev profile bench deny check-deploy openapi api-fuzz test-faults fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -85,6 +85,10 @@ api-fuzz: ## Fuzz the HTTP API with schemathesis (FUZZ_EXAMPLES cases per operat
 	@$(MAKE) --no-print-directory build
 	BEAKER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(NEXTEST) \
 		--run-ignored only --no-capture -E 'test(schemathesis_finds_no_server_error)'
+
+FUZZ_SECONDS ?= 60
+fuzz: ## Fuzz request decoding and the rules boundary with cargo fuzz (FUZZ_SECONDS per target, default 60)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
 openapi: host ## Regenerate docs/openapi.json from schemas/ (a test fails when it is stale)
 	@$(BEAKER) openapi > docs/openapi.json.tmp && mv docs/openapi.json.tmp docs/openapi.json

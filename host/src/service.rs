@@ -416,44 +416,13 @@ impl Service {
         }))
     }
 
-    /// Turns raw bytes into a schema-valid request (and its canonical JSON
-    /// text), or the reply that says precisely what is wrong with them.
     fn decode(&self, endpoint: Endpoint, payload: &[u8]) -> Result<(StockRequest, String), Reply> {
-        let bad = |message: String| Reply::error(ErrorCode::BadRequest, message);
-        if payload.len() > self.limits.max_request_bytes {
-            return Err(bad(format!(
-                "request body is {} bytes; at most {} are accepted",
-                payload.len(),
-                self.limits.max_request_bytes
-            )));
-        }
-        if payload.iter().all(u8::is_ascii_whitespace) {
-            return Err(bad(format!(
-                "request body is empty: send a JSON object such as {}",
-                example(endpoint)
-            )));
-        }
-        let text = std::str::from_utf8(payload).map_err(|e| {
-            bad(format!(
-                "request body is not valid UTF-8 (at byte {})",
-                e.valid_up_to()
-            ))
-        })?;
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| bad(format!("request body is not valid JSON: {e}")))?;
-        self.schemas
-            .check_request(endpoint, &value)
-            .map_err(|e| bad(format!("invalid {} request: {e}", endpoint.subject())))?;
-        // Keys sort, so this text is the same for the same request.
-        let canonical = value.to_string();
-        let request = serde_json::from_value(value).map_err(|e| {
-            // The schema and the type agree, so this is a defect.
-            Reply::error(
-                ErrorCode::Internal,
-                format!("cannot decode a schema-valid request: {e}"),
-            )
-        })?;
-        Ok((request, canonical))
+        decode_request(
+            &self.schemas,
+            endpoint,
+            payload,
+            self.limits.max_request_bytes,
+        )
     }
 
     async fn get(&self, rules: &Rules, request: StockRequest) -> Reply {
@@ -783,7 +752,53 @@ fn internal() -> Reply {
     Reply::error(ErrorCode::Internal, "internal error; nothing was changed")
 }
 
-fn rejected(rejection: Rejection) -> Reply {
+/// Turns raw bytes into a schema-valid request (and its canonical JSON
+/// text), or the reply that says precisely what is wrong with them. Never
+/// panics, whatever the bytes: the fuzz target `request` holds it to that.
+pub fn decode_request(
+    schemas: &Schemas,
+    endpoint: Endpoint,
+    payload: &[u8],
+    max_request_bytes: usize,
+) -> Result<(StockRequest, String), Reply> {
+    let bad = |message: String| Reply::error(ErrorCode::BadRequest, message);
+    if payload.len() > max_request_bytes {
+        return Err(bad(format!(
+            "request body is {} bytes; at most {max_request_bytes} are accepted",
+            payload.len()
+        )));
+    }
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad(format!(
+            "request body is empty: send a JSON object such as {}",
+            example(endpoint)
+        )));
+    }
+    let text = std::str::from_utf8(payload).map_err(|e| {
+        bad(format!(
+            "request body is not valid UTF-8 (at byte {})",
+            e.valid_up_to()
+        ))
+    })?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| bad(format!("request body is not valid JSON: {e}")))?;
+    schemas
+        .check_request(endpoint, &value)
+        .map_err(|e| bad(format!("invalid {} request: {e}", endpoint.subject())))?;
+    // Keys sort, so this text is the same for the same request.
+    let canonical = value.to_string();
+    let request = serde_json::from_value(value).map_err(|e| {
+        // The schema and the type agree, so this is a defect.
+        Reply::error(
+            ErrorCode::Internal,
+            format!("cannot decode a schema-valid request: {e}"),
+        )
+    })?;
+    Ok((request, canonical))
+}
+
+/// The reply to a request the rules refused.
+pub fn rejected(rejection: Rejection) -> Reply {
     match rejection {
         Rejection::InvalidRequest(m) => Reply::error(ErrorCode::BadRequest, m),
         Rejection::UnknownProduct(m) => Reply::error(ErrorCode::NotFound, m),
