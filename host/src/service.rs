@@ -835,6 +835,14 @@ fn store_failure(error: StoreError) -> Reply {
                 "the inventory database is unavailable; try again later",
             )
         }
+        StoreError::CommitUnknown(detail) => {
+            tracing::error!(error = %detail, "the database connection failed while committing");
+            Reply::error(
+                ErrorCode::Unavailable,
+                "the inventory database failed while committing this change: it may or may \
+                 not have been applied; retry with the same Nats-Msg-Id to find out",
+            )
+        }
         other => {
             tracing::error!(error = %other, "database failure");
             internal()

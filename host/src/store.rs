@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, Postgres, Row, Transaction};
+use sqlx::{ConnectOptions, Connection, Postgres, Row, Transaction};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -60,6 +60,11 @@ pub enum StoreError {
     /// Anything else: a defect, not a caller's mistake.
     #[error("database error: {0}")]
     Failed(String),
+    /// The connection failed while committing: the change may or may not
+    /// have been applied, and only a retry with the same idempotency key
+    /// can tell.
+    #[error("the outcome of a commit is unknown: {0}")]
+    CommitUnknown(String),
     #[error("bad database URL: {0}")]
     Config(String),
     #[error("migration failed: {0}")]
@@ -94,6 +99,15 @@ impl StoreError {
             }
             _ => StoreError::Failed(error.to_string()),
         }
+    }
+}
+
+/// A failed COMMIT: one the database refused was rolled back, but one
+/// whose connection broke may have been applied.
+fn commit_failure(error: sqlx::Error) -> StoreError {
+    match StoreError::from_sqlx(error) {
+        StoreError::Unavailable(detail) => StoreError::CommitUnknown(detail),
+        other => other,
     }
 }
 
@@ -236,10 +250,21 @@ impl Store {
 
     /// Applies every pending migration.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR
-            .run(&self.pool)
+        // A connection of its own, not one from the pool: the pool's acquire
+        // timeout is set for requests, and may be shorter than opening the
+        // first connection takes.
+        let mut connection = self
+            .pool
+            .connect_options()
+            .connect()
             .await
-            .map_err(|e| StoreError::Migrate(e.to_string()))
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        let migrated = MIGRATOR
+            .run(&mut connection)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()));
+        let _ = connection.close().await;
+        migrated
     }
 
     /// The pool, for tests and health checks.
@@ -478,8 +503,8 @@ impl Change {
         self.tx
             .commit()
             .instrument(statement("COMMIT", "inventory"))
-            .await?;
-        Ok(())
+            .await
+            .map_err(commit_failure)
     }
 
     /// Ends a change the rules refused. With an idempotency key the refusal
@@ -635,6 +660,15 @@ pub struct GroupMovement {
     pub movement: Movement,
 }
 
+/// The rows a group commit locked.
+#[derive(Debug, Clone, Default)]
+pub struct Locked {
+    /// Levels of the products now locked by the group.
+    pub levels: std::collections::HashMap<String, u32>,
+    /// Products that exist but another transaction holds.
+    pub busy: std::collections::HashSet<String>,
+}
+
 /// Everything a group commit writes, each kind in one statement.
 #[derive(Debug, Clone, Default)]
 pub struct GroupWrites {
@@ -764,24 +798,35 @@ impl Group {
             .collect())
     }
 
-    /// Locks the rows of these products in one statement, in product
-    /// order (two groups lock shared rows in the same order, so they queue
-    /// rather than deadlock), and returns the levels of those that exist.
-    pub async fn lock_levels(
-        &mut self,
-        skus: &[&str],
-    ) -> Result<std::collections::HashMap<String, u32>, StoreError> {
+    /// Locks the rows of these products that no other transaction holds,
+    /// in one statement, and reports the levels of those it locked and
+    /// which exist but are held elsewhere (busy). A group must not wait for
+    /// one busy row: every other product in it would wait too. Products in
+    /// neither set do not exist (yet).
+    pub async fn lock_levels(&mut self, skus: &[&str]) -> Result<Locked, StoreError> {
         let rows = sqlx::query(
-            "SELECT product_sku, stock_level FROM inventory WHERE product_sku = ANY($1) \
-             ORDER BY product_sku FOR UPDATE",
+            "WITH locked AS (\
+               SELECT product_sku, stock_level FROM inventory WHERE product_sku = ANY($1) \
+               ORDER BY product_sku FOR UPDATE SKIP LOCKED) \
+             SELECT w.sku, l.stock_level, \
+               l.product_sku IS NULL AND EXISTS \
+                 (SELECT 1 FROM inventory i WHERE i.product_sku = w.sku) \
+             FROM UNNEST($1::text[]) AS w(sku) LEFT JOIN locked l ON l.product_sku = w.sku",
         )
         .bind(skus)
         .fetch_all(&mut *self.tx)
         .instrument(statement("SELECT", "inventory"))
         .await?;
-        rows.into_iter()
-            .map(|r| Ok((r.get::<String, _>(0), level_from(r.get::<i32, _>(1))?)))
-            .collect()
+        let mut locked = Locked::default();
+        for row in rows {
+            let sku: String = row.get(0);
+            if row.get::<bool, _>(2) {
+                locked.busy.insert(sku);
+            } else if let Some(level) = row.get::<Option<i32>, _>(1) {
+                locked.levels.insert(sku, level_from(level)?);
+            }
+        }
+        Ok(locked)
     }
 
     /// Writes the levels, the ledger, the outbox and the stored replies,
@@ -907,8 +952,8 @@ impl Group {
         self.tx
             .commit()
             .instrument(statement("COMMIT", "inventory"))
-            .await?;
-        Ok(())
+            .await
+            .map_err(commit_failure)
     }
 }
 
@@ -955,6 +1000,23 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_commit_cut_off_is_unknown_and_a_refused_one_is_not() {
+        let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(matches!(
+            commit_failure(sqlx::Error::Io(cut)),
+            StoreError::CommitUnknown(_)
+        ));
+        assert!(matches!(
+            commit_failure(sqlx::Error::PoolTimedOut),
+            StoreError::CommitUnknown(_)
+        ));
+        assert!(matches!(
+            commit_failure(sqlx::Error::Protocol("unexpected".into())),
+            StoreError::Failed(_)
+        ));
+    }
 
     #[test]
     fn redacts_passwords() {

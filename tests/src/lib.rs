@@ -277,6 +277,29 @@ impl TestDb {
         )
     }
 
+    /// Locks a product's row from another session, as a long transaction
+    /// would, until the returned transaction is dropped or ended.
+    pub async fn lock_row(&self, sku: &str) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query("SELECT stock_level FROM inventory WHERE product_sku = $1 FOR UPDATE")
+            .bind(sku)
+            .fetch_one(&mut *transaction)
+            .await?;
+        Ok(transaction)
+    }
+
+    /// Whether some statement of a `beaker` host waits for a row lock.
+    pub async fn host_waits_for_a_lock(&self) -> Result<bool> {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'beaker' \
+             AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(waiting > 0)
+    }
+
     /// Σ(level_after − level_before) over a product's ledger.
     pub async fn ledger_sum(&self, sku: &str) -> Result<i64> {
         Ok(sqlx::query_scalar(

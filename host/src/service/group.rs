@@ -101,14 +101,40 @@ async fn work(
         let (changes, replies): (Vec<_>, Vec<_>) =
             group.into_iter().map(|q| (q.change, q.reply)).unzip();
         // Its own task, so that a panic fails this group, not the worker.
-        let applied = tokio::spawn(async move { service.apply_group(&changes).await }).await;
-        match applied {
-            Ok(answers) => {
-                for (answer, reply) in answers.into_iter().zip(replies) {
+        let decided = {
+            let service = service.clone();
+            let changes = changes.clone();
+            tokio::spawn(async move { service.decide_group(&changes).await }).await
+        };
+        let decided = match decided {
+            Ok(decided) => decided,
+            Err(e) => {
+                tracing::error!(error = %e, "a group commit failed abnormally");
+                continue;
+            }
+        };
+        let mut aside: HashMap<String, Vec<(PendingChange, oneshot::Sender<Reply>)>> =
+            HashMap::new();
+        for ((answer, change), reply) in decided.replies.into_iter().zip(changes).zip(replies) {
+            match answer {
+                Some(answer) => {
                     let _ = reply.send(answer);
                 }
+                None => aside
+                    .entry(change.ask.sku.clone())
+                    .or_default()
+                    .push((change, reply)),
             }
-            Err(e) => tracing::error!(error = %e, "a group commit failed abnormally"),
+        }
+        // What the group left aside goes alone, without holding up the
+        // next group: one task per product, in arrival order.
+        for (_, changes) in aside {
+            let service = service.clone();
+            tokio::spawn(async move {
+                for (change, reply) in changes {
+                    let _ = reply.send(service.change_alone(&change).await);
+                }
+            });
         }
     }
 }
@@ -144,26 +170,49 @@ async fn gather(
 
 /// How one attempt at a group ended.
 enum Attempt {
-    /// Committed (or nothing to write). The listed changes still need the
-    /// one-request path.
-    Done { aside: Vec<usize> },
+    /// Committed (or nothing to write); members without a reply still
+    /// need the one-request path.
+    Done,
     /// Nothing was written; decide the whole group again.
     Again,
 }
 
+/// A group's replies; `None` for a change left aside.
+struct Decided {
+    replies: Vec<Option<Reply>>,
+}
+
 impl Service {
-    /// Applies changes as one group and returns their replies, in order.
+    /// Applies changes as one group and returns their replies, in order;
+    /// what the group leaves aside is applied alone after it, in order.
     /// Public so that tests can compare a group with the same changes
     /// applied one by one.
     pub async fn apply_group(&self, changes: &[PendingChange]) -> Vec<Reply> {
+        let decided = self.decide_group(changes).await;
+        let mut replies = Vec::with_capacity(changes.len());
+        for (change, reply) in changes.iter().zip(decided.replies) {
+            replies.push(match reply {
+                Some(reply) => reply,
+                None => self.change_alone(change).await,
+            });
+        }
+        replies
+    }
+
+    /// Applies what it can of `changes` as one group. A `None` reply is a
+    /// change left aside, for the one-request path: its key is used twice
+    /// in the group, or has expired, or its product's row is held by
+    /// another transaction (the group does not wait for one busy row), or
+    /// the group failed on a defect.
+    async fn decide_group(&self, changes: &[PendingChange]) -> Decided {
         let mut replies: Vec<Option<Reply>> = vec![None; changes.len()];
         // A key twice in one group: the first goes in the group, the others
         // after it, alone, where they find its stored reply.
         let mut seen = HashSet::new();
-        let (members, mut aside): (Vec<usize>, Vec<usize>) = (0..changes.len())
-            .partition(|&i| changes[i].key.as_ref().is_none_or(|k| seen.insert(&k.key)));
+        let members: Vec<usize> = (0..changes.len())
+            .filter(|&i| changes[i].key.as_ref().is_none_or(|k| seen.insert(&k.key)))
+            .collect();
         self.metrics.group_size.record(members.len() as u64, &[]);
-        let mut done = false;
         for attempt in 1..=MAX_ATTEMPTS {
             for &i in &members {
                 replies[i] = None;
@@ -172,42 +221,29 @@ impl Service {
                 .attempt_group(changes, &members, &mut replies, attempt)
                 .await
             {
-                Ok(Attempt::Done { aside: more }) => {
-                    aside.extend(more);
-                    done = true;
-                    break;
-                }
+                Ok(Attempt::Done) => return Decided { replies },
                 Ok(Attempt::Again) | Err(StoreError::Contended) => continue,
-                Err(StoreError::Unavailable(detail)) => {
-                    let reply = store_failure(StoreError::Unavailable(detail));
+                Err(e @ (StoreError::Unavailable(_) | StoreError::CommitUnknown(_))) => {
+                    let reply = store_failure(e);
                     for &i in &members {
                         replies[i] = Some(reply.clone());
                     }
-                    done = true;
-                    break;
+                    return Decided { replies };
                 }
                 Err(e) => {
                     // A defect somewhere in the group: find whose, alone.
                     tracing::error!(error = %e, size = members.len(), "group commit failed; applying its changes one by one");
-                    aside.extend(&members);
-                    done = true;
-                    break;
+                    for &i in &members {
+                        replies[i] = None;
+                    }
+                    return Decided { replies };
                 }
             }
         }
-        if !done {
-            for &i in &members {
-                replies[i] = Some(contended());
-            }
+        for &i in &members {
+            replies[i] = Some(contended());
         }
-        aside.sort_unstable();
-        for i in aside {
-            replies[i] = Some(self.change_alone(&changes[i]).await);
-        }
-        replies
-            .into_iter()
-            .map(|r| r.unwrap_or_else(internal))
-            .collect()
+        Decided { replies }
     }
 
     /// One transaction for the group's `members` (indices into `changes`).
@@ -234,7 +270,7 @@ impl Service {
             })
             .collect();
         let Some(leader) = members.first().and_then(|i| spans.get(i)).cloned() else {
-            return Ok(Attempt::Done { aside: Vec::new() });
+            return Ok(Attempt::Done);
         };
         let leader_context = leader.context().span().span_context().clone();
         for (&i, span) in &spans {
@@ -258,7 +294,6 @@ impl Service {
             .copied()
             .zip(group.claim_keys(&keys).instrument(leader.clone()).await?)
             .collect();
-        let mut aside = Vec::new();
         let mut active = Vec::new();
         for &i in members {
             match statuses.get(&i) {
@@ -273,7 +308,8 @@ impl Service {
                     let key = changes[i].key.as_ref().map_or("", |k| k.key.as_str());
                     replies[i] = Some(key_reused(key));
                 }
-                Some(KeyStatus::Aside) => aside.push(i),
+                // Left without a reply: it goes alone.
+                Some(KeyStatus::Aside) => {}
             }
         }
 
@@ -283,7 +319,8 @@ impl Service {
             .collect();
         skus.sort_unstable();
         skus.dedup();
-        let existing = group.lock_levels(&skus).instrument(leader.clone()).await?;
+        let locked = group.lock_levels(&skus).instrument(leader.clone()).await?;
+        let existing = &locked.levels;
         let mut levels: HashMap<&str, Option<u32>> = skus
             .iter()
             .map(|&sku| (sku, existing.get(sku).copied()))
@@ -293,6 +330,14 @@ impl Service {
         let mut decided = Vec::new();
         for &i in &active {
             let change = &changes[i];
+            if locked.busy.contains(&change.ask.sku) {
+                // Its row is held elsewhere: it goes alone, after the
+                // group, and gives back the key this transaction claimed.
+                writes
+                    .released
+                    .extend(change.key.as_ref().map(|k| k.key.clone()));
+                continue;
+            }
             let span = spans.get(&i).cloned().unwrap_or_else(tracing::Span::none);
             let sku = change.ask.sku.as_str();
             let current = levels.get(sku).copied().flatten();
@@ -391,6 +436,6 @@ impl Service {
             self.rules
                 .compare_in_shadow(changes[i].ask.clone(), current, outcome);
         }
-        Ok(Attempt::Done { aside })
+        Ok(Attempt::Done)
     }
 }

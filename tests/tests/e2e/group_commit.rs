@@ -159,3 +159,67 @@ async fn group_commit_can_be_turned_off() -> Result<()> {
     assert_eq!(env.db.level("off").await?, Some(3));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_held_elsewhere_holds_up_only_its_own_product() -> Result<()> {
+    let env = TestEnv::start_with("group_commit_held_row", |c| {
+        // The held requests must outlive the test's lock.
+        c.env("BEAKER_DB_STATEMENT_TIMEOUT_MS", "60000")
+    })
+    .await?;
+    let free: Vec<String> = (0..8).map(|i| format!("free-{i}")).collect();
+    for sku in free.iter().map(String::as_str).chain(["held"]) {
+        assert!(env.add(sku, 100).await?.ok());
+    }
+    let lock = env.db.lock_row("held").await?;
+
+    // Requests for the held product wait for its row...
+    let held: Vec<_> = (0..4)
+        .map(|_| {
+            let client = env.client.clone();
+            tokio::spawn(async move {
+                beaker_tests::call(
+                    &client,
+                    "stock.remove",
+                    r#"{"product-sku":"held","quantity":1}"#,
+                )
+                .await
+            })
+        })
+        .collect();
+    beaker_tests::wait_until(
+        "the host to wait for the held row",
+        Duration::from_secs(30),
+        || env.db.host_waits_for_a_lock(),
+    )
+    .await?;
+
+    // ...while every other product is served meanwhile, in groups (a group
+    // waiting for the held row would keep these from an answer).
+    let others = futures::future::join_all((0..32).map(|i| {
+        env.call(
+            "stock.remove",
+            format!(r#"{{"product-sku":"{}","quantity":1}}"#, free[i % 8]),
+        )
+    }))
+    .await;
+    for answer in others {
+        let answer = answer?;
+        assert!(answer.ok(), "{:?}", answer.body);
+    }
+    assert!(
+        held.iter().all(|h| !h.is_finished()),
+        "the held product's requests still wait"
+    );
+
+    lock.rollback().await?;
+    for request in held {
+        let answer = request.await??;
+        assert!(answer.ok(), "{:?}", answer.body);
+    }
+    assert_eq!(env.db.level("held").await?, Some(96));
+    for sku in &free {
+        assert_eq!(env.db.level(sku).await?, Some(96), "{sku}");
+    }
+    Ok(())
+}

@@ -216,6 +216,24 @@ async fn migrate_creates_the_database_and_is_idempotent() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_migrations_do_not_depend_on_the_pools_acquire_timeout() -> Result<()> {
+    // A request may wait 1 ms for a connection; opening the first one takes
+    // longer. The migrations at start must not be held to that.
+    let env = TestEnv::start_with("tiny_acquire_timeout", |c| {
+        c.env("BEAKER_DB_ACQUIRE_TIMEOUT_MS", "1")
+    })
+    .await?;
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables \
+         WHERE table_name IN ('inventory', 'stock_movements', 'outbox', 'idempotency')",
+    )
+    .fetch_one(&env.db.pool)
+    .await?;
+    assert_eq!(tables, 4);
+    Ok(())
+}
+
 /// The NATS permissions the README gives the service's user (section
 /// "Running on Synadia Cloud"), for the default stream and bucket names.
 const SERVICE_SUBSCRIBE: &[&str] = &["stock.>", "$SRV.>", "_INBOX.>"];

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use beaker_tests::{Answer, TestDb, TestEnv, answer_from, wait_until};
+use beaker_tests::{Answer, TestEnv, answer_from, wait_until};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -43,29 +43,6 @@ async fn a_body_over_the_configured_size_gets_a_400_naming_the_limit() -> Result
     Ok(())
 }
 
-/// Takes `FOR UPDATE` on a product's row from the test's own connection:
-/// every change of that product waits until the transaction ends.
-async fn lock_row(db: &TestDb, sku: &str) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-    let mut transaction = db.pool.begin().await?;
-    sqlx::query("SELECT stock_level FROM inventory WHERE product_sku = $1 FOR UPDATE")
-        .bind(sku)
-        .fetch_one(&mut *transaction)
-        .await?;
-    Ok(transaction)
-}
-
-/// Whether some statement of the host waits for a row lock.
-async fn host_waits_for_a_lock(db: &TestDb) -> Result<bool> {
-    let waiting: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity \
-         WHERE datname = current_database() AND application_name = 'beaker' \
-         AND wait_event_type = 'Lock'",
-    )
-    .fetch_one(&db.pool)
-    .await?;
-    Ok(waiting > 0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_max_in_flight_get_an_immediate_503_not_a_queue() -> Result<()> {
     const LIMIT: usize = 4;
@@ -78,7 +55,7 @@ async fn requests_beyond_max_in_flight_get_an_immediate_503_not_a_queue() -> Res
     })
     .await?;
     assert!(env.add("busy-1", 10).await?.ok());
-    let lock = lock_row(&env.db, "busy-1").await?;
+    let lock = env.db.lock_row("busy-1").await?;
 
     // LIMIT adds, published in order on one connection, so the host takes
     // them before anything sent later; each waits for the row.
@@ -91,7 +68,7 @@ async fn requests_beyond_max_in_flight_get_an_immediate_503_not_a_queue() -> Res
             wait_until(
                 "the host to wait for the row",
                 Duration::from_secs(30),
-                || host_waits_for_a_lock(&env.db),
+                || env.db.host_waits_for_a_lock(),
             )
             .await?;
         }
@@ -171,7 +148,7 @@ async fn statement_timeout(name: &str, group_commit: bool) -> Result<()> {
     assert!(env.add("slow-1", 10).await?.ok());
     let movements = env.db.count("stock_movements").await?;
     let events = env.db.count("outbox").await?;
-    let lock = lock_row(&env.db, "slow-1").await?;
+    let lock = env.db.lock_row("slow-1").await?;
 
     let started = Instant::now();
     let answer = env.remove("slow-1", 5).await?;
