@@ -827,7 +827,9 @@ async fn subscribe(
             format!("cannot subscribe on NATS: {e}"),
         )
     })?;
-    // The subscription reaches the server before the caller hears "open".
+    // The subscription is on the wire before the caller hears "open". (The
+    // client offers no round trip to wait for the server to have read it:
+    // a message the caller causes in the same instant can still come first.)
     if let Err(e) = gw.client.flush().await {
         return Err(Failure::new(
             StatusCode::BAD_GATEWAY,

@@ -26,6 +26,9 @@ use sqlx::{Executor, PgPool};
 
 /// How long any process may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// No HTTP exchange in a test may take longer than this: a hung gateway
+/// fails the test instead of stalling the run.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The workspace root (this crate lives in `tests/`).
 pub fn workspace_root() -> PathBuf {
@@ -791,7 +794,10 @@ impl Http {
         Self {
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder()
+                .timeout(HTTP_TIMEOUT)
+                .build()
+                .unwrap_or_default(),
         }
     }
 
@@ -1127,6 +1133,25 @@ pub async fn service_infos(client: &async_nats::Client, window: Duration) -> Res
         infos.push(serde_json::from_slice(&message.payload)?);
     }
     Ok(infos)
+}
+
+/// Returns once the server has processed everything this client sent
+/// before the call, subscriptions included.
+///
+/// `Client::flush` only writes the buffer to the socket; a request another
+/// connection sends right after may reach the server first and find no
+/// subscriber. A message published to a fresh inbox comes back only after
+/// the server has read every earlier command on this connection, in order.
+pub async fn server_roundtrip(client: &async_nats::Client) -> Result<()> {
+    use futures::StreamExt;
+    let inbox = client.new_inbox();
+    let mut probe = client.subscribe(inbox.clone()).await?;
+    client.publish(inbox, Bytes::new()).await?;
+    tokio::time::timeout(Duration::from_secs(30), probe.next())
+        .await
+        .context("the server did not echo a message within 30 s")?
+        .context("the probe subscription ended")?;
+    Ok(())
 }
 
 /// Polls `probe` until it returns true, or fails after `timeout`.

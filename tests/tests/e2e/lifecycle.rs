@@ -35,7 +35,7 @@ async fn sigterm_answers_everything_received_and_exits_zero() -> Result<()> {
         .await
     });
     // Let the burst reach the server, then stop.
-    env.client.flush().await?;
+    beaker_tests::server_roundtrip(&env.client).await?;
     let status = env
         .beaker
         .signal_and_wait(Signal::SIGTERM, Duration::from_secs(15))?;
