@@ -19,6 +19,7 @@ mod limits;
 mod observability;
 mod openapi;
 mod outbox;
+mod properties;
 mod rules_lifecycle;
 mod sandbox;
 mod secure_nats;
