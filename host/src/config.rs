@@ -572,7 +572,8 @@ pub struct GroupCommitArgs {
         value_parser = clap::value_parser!(u64).range(0..1000)
     )]
     pub wait_us: u64,
-    /// Groups applied at once, each on a database connection of its own.
+    /// Groups applied at once, each on a database connection of its own;
+    /// each product belongs to one of them.
     #[arg(
         long = "group-commit-workers",
         env = "BEAKER_GROUP_COMMIT_WORKERS",

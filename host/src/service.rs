@@ -23,7 +23,8 @@ use crate::rules::state::RulesState;
 use crate::rules::{self, CallError, Decision, Event, Operation, Rejection, Rules};
 use crate::schema::Schemas;
 use crate::store::{
-    Begun, IdempotencyKey, Movement, OutboxEvent, RulesStamp, Store, StoreError, StoredReply,
+    Begun, IdempotencyKey, Movement, OutboxEvent, RowLock, RulesStamp, Store, StoreError,
+    StoredReply,
 };
 
 mod group;
@@ -452,6 +453,17 @@ impl Service {
 
     /// Applies one change in a transaction of its own.
     async fn change_alone(&self, change: &PendingChange) -> Reply {
+        match self.change_alone_locking(change, RowLock::Wait).await {
+            Some(reply) => reply,
+            // Only a caller that asked not to wait gets no answer.
+            None => internal(),
+        }
+    }
+
+    /// A change alone, in its own transaction; with
+    /// [`RowLock::SkipIfHeld`], `None` (and nothing written) when another
+    /// transaction holds the product's row.
+    async fn change_alone_locking(&self, change: &PendingChange, lock: RowLock) -> Option<Reply> {
         for attempt in 1..=MAX_ATTEMPTS {
             let transaction = tracing::info_span!(
                 parent: &change.span,
@@ -459,20 +471,26 @@ impl Service {
                 db.system.name = "postgresql",
                 beaker.attempt = attempt,
             );
-            match self.attempt(change).instrument(transaction).await {
-                Step::Done(reply) => return reply,
+            match self.attempt(change, lock).instrument(transaction).await {
+                Step::Done(reply) => return Some(reply),
+                Step::Busy => return None,
                 Step::Retry => continue,
             }
         }
-        contended()
+        Some(contended())
     }
 
     /// One transaction: claim the key, lock the row, decide, write, commit.
-    async fn attempt(&self, planned: &PendingChange) -> Step {
+    async fn attempt(&self, planned: &PendingChange, lock: RowLock) -> Step {
         let PendingChange {
             rules, ask, key, ..
         } = planned;
-        let change = match self.store.begin_change(&ask.sku, key.as_ref()).await {
+        let begun = self
+            .store
+            .begin_change_locking(&ask.sku, key.as_ref(), lock)
+            .await;
+        let change = match begun {
+            Ok(Begun::Busy) => return Step::Busy,
             Ok(Begun::Change(change)) => change,
             Ok(Begun::Replay(stored)) => {
                 return Step::Done(Reply::Replay {
@@ -680,6 +698,8 @@ enum Step {
     Done(Reply),
     /// The product was created concurrently: decide again.
     Retry,
+    /// Another transaction holds the row, and the caller would not wait.
+    Busy,
 }
 
 /// The current trace's id, for the ledger.

@@ -186,6 +186,20 @@ pub enum Begun {
     Replay(StoredReply),
     /// The key was used before for a different request.
     KeyReused,
+    /// The product's row is held by another transaction, and the caller
+    /// asked not to wait for it ([`RowLock::SkipIfHeld`]). Nothing was
+    /// written; the key, if any, is free again.
+    Busy,
+}
+
+/// Whether [`Store::begin_change_locking`] waits for a row another
+/// transaction holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowLock {
+    /// Wait until the row is free, as every request alone does.
+    Wait,
+    /// Do not wait: answer [`Begun::Busy`].
+    SkipIfHeld,
 }
 
 /// One ledger row, as `beaker ledger` prints it.
@@ -295,6 +309,17 @@ impl Store {
         sku: &str,
         key: Option<&IdempotencyKey>,
     ) -> Result<Begun, StoreError> {
+        self.begin_change_locking(sku, key, RowLock::Wait).await
+    }
+
+    /// [`Store::begin_change`], with the choice of not waiting for a row
+    /// another transaction holds.
+    pub async fn begin_change_locking(
+        &self,
+        sku: &str,
+        key: Option<&IdempotencyKey>,
+        lock: RowLock,
+    ) -> Result<Begun, StoreError> {
         let mut tx = self
             .pool
             .begin()
@@ -310,12 +335,39 @@ impl Store {
                 Claim::Reused => return Ok(Begun::KeyReused),
             }
         }
-        let row =
-            sqlx::query("SELECT stock_level FROM inventory WHERE product_sku = $1 FOR UPDATE")
+        let row = match lock {
+            RowLock::Wait => {
+                sqlx::query("SELECT stock_level FROM inventory WHERE product_sku = $1 FOR UPDATE")
+                    .bind(sku)
+                    .fetch_optional(&mut *tx)
+                    .instrument(statement("SELECT", "inventory"))
+                    .await?
+            }
+            RowLock::SkipIfHeld => {
+                let row = sqlx::query(
+                    "SELECT stock_level FROM inventory WHERE product_sku = $1 \
+                     FOR UPDATE SKIP LOCKED",
+                )
                 .bind(sku)
                 .fetch_optional(&mut *tx)
                 .instrument(statement("SELECT", "inventory"))
                 .await?;
+                // No row: a new product, or one held elsewhere.
+                if row.is_none() {
+                    let exists: bool = sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM inventory WHERE product_sku = $1)",
+                    )
+                    .bind(sku)
+                    .fetch_one(&mut *tx)
+                    .instrument(statement("SELECT", "inventory"))
+                    .await?;
+                    if exists {
+                        return Ok(Begun::Busy);
+                    }
+                }
+                row
+            }
+        };
         let current = row.map(|r| level_from(r.get::<i32, _>(0))).transpose()?;
         Ok(Begun::Change(Change {
             tx,

@@ -2,8 +2,9 @@
 //! in one transaction, so that one commit (one WAL flush, the ceiling of a
 //! transaction per request) serves many requests.
 //!
-//! A worker takes every change waiting in the queue (up to a maximum,
-//! optionally waiting a moment for more), then in one transaction: claims
+//! Each product belongs to one worker's queue. A worker takes every change
+//! waiting in its queue (up to a maximum, optionally waiting a moment for
+//! more; a group of one goes the one-request way), then in one transaction: claims
 //! the idempotency keys in one statement, locks the rows of the products in
 //! one statement, asks the rules about each change in arrival order
 //! against the evolving levels, writes all levels, ledger rows, outbox rows
@@ -20,11 +21,12 @@
 //! so that one bad request cannot fail the others.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Weak};
+use std::hash::{Hash, Hasher};
+use std::sync::Weak;
 use std::time::Duration;
 
 use opentelemetry::trace::TraceContextExt;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -32,7 +34,9 @@ use super::{
     MAX_ATTEMPTS, PendingChange, Service, contended, internal, key_reused, rejected, rules_failure,
     store_failure, stored,
 };
-use crate::store::{GroupMovement, GroupWrites, KeyStatus, Movement, RulesStamp, StoreError};
+use crate::store::{
+    GroupMovement, GroupWrites, KeyStatus, Movement, RowLock, RulesStamp, StoreError,
+};
 use crate::wire::{ErrorCode, Reply};
 
 /// How changes are gathered into groups.
@@ -53,9 +57,15 @@ struct Queued {
     reply: oneshot::Sender<Reply>,
 }
 
-/// The queue in front of the group commit workers.
+/// The queues in front of the group commit workers: one per worker, and a
+/// product always goes to the same one.
+///
+/// Two workers never ask for the same row, so on a few hot products they
+/// do not spend their groups finding each other's rows locked (a group
+/// skips a locked row, and the changes to it go alone); and the changes to
+/// one product still reach the database in the order they arrived.
 pub(super) struct GroupCommit {
-    queue: mpsc::Sender<Queued>,
+    queues: Vec<mpsc::Sender<Queued>>,
 }
 
 impl GroupCommit {
@@ -66,18 +76,23 @@ impl GroupCommit {
         settings: GroupCommitSettings,
         capacity: usize,
     ) -> Self {
-        let (queue, receiver) = mpsc::channel(capacity.max(1));
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..settings.workers.max(1) {
-            tokio::spawn(work(service.clone(), receiver.clone(), settings));
-        }
-        Self { queue }
+        let queues = (0..settings.workers.max(1))
+            .map(|_| {
+                let (queue, receiver) = mpsc::channel(capacity.max(1));
+                tokio::spawn(work(service.clone(), receiver, settings));
+                queue
+            })
+            .collect();
+        Self { queues }
     }
 
-    /// Queues a change and waits for its reply.
+    /// Queues a change on its product's worker and waits for its reply.
     pub(super) async fn submit(&self, change: PendingChange) -> Reply {
+        let mut hasher = std::hash::DefaultHasher::new();
+        change.ask.sku.hash(&mut hasher);
+        let queue = &self.queues[(hasher.finish() % self.queues.len() as u64) as usize];
         let (reply, answer) = oneshot::channel();
-        if self.queue.send(Queued { change, reply }).await.is_err() {
+        if queue.send(Queued { change, reply }).await.is_err() {
             return Reply::error(ErrorCode::Unavailable, "the service is shutting down");
         }
         // A worker that panicked dropped the sender: a defect, answered as one.
@@ -88,11 +103,11 @@ impl GroupCommit {
 /// One worker: gathers a group, applies it, answers it, again.
 async fn work(
     service: Weak<Service>,
-    receiver: Arc<Mutex<mpsc::Receiver<Queued>>>,
+    mut receiver: mpsc::Receiver<Queued>,
     settings: GroupCommitSettings,
 ) {
     loop {
-        let Some(group) = gather(&receiver, settings).await else {
+        let Some(group) = gather(&mut receiver, settings).await else {
             return;
         };
         let Some(service) = service.upgrade() else {
@@ -100,6 +115,40 @@ async fn work(
         };
         let (changes, replies): (Vec<_>, Vec<_>) =
             group.into_iter().map(|q| (q.change, q.reply)).unzip();
+        // A group of one takes the one-request path, whose statements are
+        // lighter than a group's; like a group, it does not wait for a row
+        // held elsewhere, which goes alone in a task of its own.
+        if let ([change], [_]) = (&changes[..], &replies[..]) {
+            service.metrics.group_size.record(1, &[]);
+            let answer = {
+                let service = service.clone();
+                let change = change.clone();
+                tokio::spawn(async move {
+                    service
+                        .change_alone_locking(&change, RowLock::SkipIfHeld)
+                        .await
+                })
+                .await
+            };
+            let (Some(change), Some(reply)) =
+                (changes.into_iter().next(), replies.into_iter().next())
+            else {
+                continue;
+            };
+            match answer {
+                Ok(Some(answer)) => {
+                    let _ = reply.send(answer);
+                }
+                Ok(None) => {
+                    let service = service.clone();
+                    tokio::spawn(async move {
+                        let _ = reply.send(service.change_alone(&change).await);
+                    });
+                }
+                Err(e) => tracing::error!(error = %e, "a change failed abnormally"),
+            }
+            continue;
+        }
         // Its own task, so that a panic fails this group, not the worker.
         let decided = {
             let service = service.clone();
@@ -143,10 +192,9 @@ async fn work(
 /// group's size, waiting up to `max_wait` for more. `None` once the queue
 /// is closed.
 async fn gather(
-    receiver: &Mutex<mpsc::Receiver<Queued>>,
+    receiver: &mut mpsc::Receiver<Queued>,
     settings: GroupCommitSettings,
 ) -> Option<Vec<Queued>> {
-    let mut receiver = receiver.lock().await;
     let first = receiver.recv().await?;
     let max = settings.max_size.max(1);
     let mut group = vec![first];

@@ -161,6 +161,52 @@ async fn group_commit_can_be_turned_off() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_request_for_a_held_row_does_not_hold_up_the_next_ones() -> Result<()> {
+    // One worker, requests one at a time: every group is a group of one,
+    // which takes the one-request path, and must not wait for the row.
+    let env = TestEnv::start_with("group_commit_lone_held_row", |c| {
+        c.env("BEAKER_GROUP_COMMIT_WORKERS", "1")
+            .env("BEAKER_DB_STATEMENT_TIMEOUT_MS", "60000")
+    })
+    .await?;
+    for sku in ["held", "free-1"] {
+        assert!(env.add(sku, 10).await?.ok());
+    }
+    let lock = env.db.lock_row("held").await?;
+    let held = {
+        let client = env.client.clone();
+        tokio::spawn(async move {
+            beaker_tests::call(
+                &client,
+                "stock.remove",
+                r#"{"product-sku":"held","quantity":1}"#,
+            )
+            .await
+        })
+    };
+    beaker_tests::wait_until(
+        "the host to wait for the held row",
+        Duration::from_secs(30),
+        || env.db.host_waits_for_a_lock(),
+    )
+    .await?;
+    for _ in 0..5 {
+        let answer = env.remove("free-1", 1).await?;
+        assert!(answer.ok(), "{:?}", answer.body);
+    }
+    assert!(
+        !held.is_finished(),
+        "the held product's request still waits"
+    );
+    lock.rollback().await?;
+    let answer = held.await??;
+    assert!(answer.ok(), "{:?}", answer.body);
+    assert_eq!(env.db.level("held").await?, Some(9));
+    assert_eq!(env.db.level("free-1").await?, Some(5));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_held_elsewhere_holds_up_only_its_own_product() -> Result<()> {
     let env = TestEnv::start_with("group_commit_held_row", |c| {
         // The held requests must outlive the test's lock.
