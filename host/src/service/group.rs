@@ -63,7 +63,8 @@ struct Queued {
 /// Two workers never ask for the same row, so on a few hot products they
 /// do not spend their groups finding each other's rows locked (a group
 /// skips a locked row, and the changes to it go alone); and the changes to
-/// one product still reach the database in the order they arrived.
+/// one product reach the database in the order they arrived, unless a row
+/// held by another host sends some of them the one-request way.
 pub(super) struct GroupCommit {
     queues: Vec<mpsc::Sender<Queued>>,
 }
