@@ -5,8 +5,9 @@
 //! build is too slow for every run): it is the same property code, from
 //! `fuzz/properties/`, on a short random run that needs no second build.
 //! The random inputs start from a seed, printed first; set
-//! `BEAKER_PROPERTY_SEED` to replay a run. A failing input is written to
-//! `target/test-output/properties/` and named in the failure.
+//! `BEAKER_PROPERTY_SEED` to replay a run. A failing request payload or
+//! corpus entry is written to `target/test-output/properties/` and named in
+//! the failure; a failing random rules case is printed in it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
