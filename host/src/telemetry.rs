@@ -29,6 +29,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -79,10 +80,15 @@ where
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     // The NATS client's debug lines print server URLs with their user info
-    // (tokens, passwords): never below info, whatever RUST_LOG asks.
+    // (tokens, passwords): never below info, whatever RUST_LOG asks. Only
+    // where something is verbose: the directive also turns its info lines
+    // on, which a quiet default (the client commands') must not.
+    let verbose = filter
+        .max_level_hint()
+        .is_none_or(|level| level > LevelFilter::INFO);
     let filter = match "async_nats::connector=info".parse() {
-        Ok(cap) => filter.add_directive(cap),
-        Err(_) => filter,
+        Ok(cap) if verbose => filter.add_directive(cap),
+        _ => filter,
     };
     let builder = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     if wants_json(format) {

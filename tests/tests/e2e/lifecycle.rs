@@ -86,10 +86,13 @@ async fn call_prints_the_reply_and_reports_errors_in_its_exit_status() -> Result
             .arg("call")
             .args(args)
             .env("NATS_URL", env.nats.url())
+            .env_remove("RUST_LOG")
             .output()
     };
     let ok = run(&["stock.add", r#"{"product-sku":"cli","quantity":2}"#])?;
     assert_eq!(ok.status.code(), Some(0));
+    // A call that works says nothing but its reply: no client chatter.
+    assert_eq!(String::from_utf8_lossy(&ok.stderr), "");
     assert_eq!(
         String::from_utf8_lossy(&ok.stdout).trim(),
         r#"{"ok":true,"product-sku":"cli","quantity":2}"#
