@@ -335,40 +335,24 @@ impl Store {
                 Claim::Reused => return Ok(Begun::KeyReused),
             }
         }
-        let row = match lock {
+        let current = match lock {
             RowLock::Wait => {
                 sqlx::query("SELECT stock_level FROM inventory WHERE product_sku = $1 FOR UPDATE")
                     .bind(sku)
                     .fetch_optional(&mut *tx)
                     .instrument(statement("SELECT", "inventory"))
                     .await?
+                    .map(|r| level_from(r.get::<i32, _>(0)))
+                    .transpose()?
             }
             RowLock::SkipIfHeld => {
-                let row = sqlx::query(
-                    "SELECT stock_level FROM inventory WHERE product_sku = $1 \
-                     FOR UPDATE SKIP LOCKED",
-                )
-                .bind(sku)
-                .fetch_optional(&mut *tx)
-                .instrument(statement("SELECT", "inventory"))
-                .await?;
-                // No row: a new product, or one held elsewhere.
-                if row.is_none() {
-                    let exists: bool = sqlx::query_scalar(
-                        "SELECT EXISTS (SELECT 1 FROM inventory WHERE product_sku = $1)",
-                    )
-                    .bind(sku)
-                    .fetch_one(&mut *tx)
-                    .instrument(statement("SELECT", "inventory"))
-                    .await?;
-                    if exists {
-                        return Ok(Begun::Busy);
-                    }
+                let mut locked = lock_unless_held(&mut tx, &[sku]).await?;
+                if locked.busy.contains(sku) {
+                    return Ok(Begun::Busy);
                 }
-                row
+                locked.levels.remove(sku)
             }
         };
-        let current = row.map(|r| level_from(r.get::<i32, _>(0))).transpose()?;
         Ok(Begun::Change(Change {
             tx,
             sku: sku.to_string(),
@@ -850,35 +834,11 @@ impl Group {
             .collect())
     }
 
-    /// Locks the rows of these products that no other transaction holds,
-    /// in one statement, and reports the levels of those it locked and
-    /// which exist but are held elsewhere (busy). A group must not wait for
-    /// one busy row: every other product in it would wait too. Products in
-    /// neither set do not exist (yet).
+    /// Locks the group's products, skipping rows held elsewhere (see
+    /// [`lock_unless_held`]): a group must not wait for one busy row, or
+    /// every other product in it would wait too.
     pub async fn lock_levels(&mut self, skus: &[&str]) -> Result<Locked, StoreError> {
-        let rows = sqlx::query(
-            "WITH locked AS (\
-               SELECT product_sku, stock_level FROM inventory WHERE product_sku = ANY($1) \
-               ORDER BY product_sku FOR UPDATE SKIP LOCKED) \
-             SELECT w.sku, l.stock_level, \
-               l.product_sku IS NULL AND EXISTS \
-                 (SELECT 1 FROM inventory i WHERE i.product_sku = w.sku) \
-             FROM UNNEST($1::text[]) AS w(sku) LEFT JOIN locked l ON l.product_sku = w.sku",
-        )
-        .bind(skus)
-        .fetch_all(&mut *self.tx)
-        .instrument(statement("SELECT", "inventory"))
-        .await?;
-        let mut locked = Locked::default();
-        for row in rows {
-            let sku: String = row.get(0);
-            if row.get::<bool, _>(2) {
-                locked.busy.insert(sku);
-            } else if let Some(level) = row.get::<Option<i32>, _>(1) {
-                locked.levels.insert(sku, level_from(level)?);
-            }
-        }
-        Ok(locked)
+        lock_unless_held(&mut self.tx, skus).await
     }
 
     /// Writes the levels, the ledger, the outbox and the stored replies,
@@ -1007,6 +967,39 @@ impl Group {
             .await
             .map_err(commit_failure)
     }
+}
+
+/// Locks the rows of these products that no other transaction holds, in
+/// one statement, and reports the levels of those it locked and which
+/// exist but are held elsewhere (busy). Products in neither set do not
+/// exist (yet).
+async fn lock_unless_held(
+    tx: &mut Transaction<'static, Postgres>,
+    skus: &[&str],
+) -> Result<Locked, StoreError> {
+    let rows = sqlx::query(
+        "WITH locked AS (\
+           SELECT product_sku, stock_level FROM inventory WHERE product_sku = ANY($1) \
+           ORDER BY product_sku FOR UPDATE SKIP LOCKED) \
+         SELECT w.sku, l.stock_level, \
+           l.product_sku IS NULL AND EXISTS \
+             (SELECT 1 FROM inventory i WHERE i.product_sku = w.sku) \
+         FROM UNNEST($1::text[]) AS w(sku) LEFT JOIN locked l ON l.product_sku = w.sku",
+    )
+    .bind(skus)
+    .fetch_all(&mut **tx)
+    .instrument(statement("SELECT", "inventory"))
+    .await?;
+    let mut locked = Locked::default();
+    for row in rows {
+        let sku: String = row.get(0);
+        if row.get::<bool, _>(2) {
+            locked.busy.insert(sku);
+        } else if let Some(level) = row.get::<Option<i32>, _>(1) {
+            locked.levels.insert(sku, level_from(level)?);
+        }
+    }
+    Ok(locked)
 }
 
 fn split_levels(levels: &[(String, u32)]) -> Result<(Vec<&str>, Vec<i32>), StoreError> {

@@ -108,48 +108,42 @@ async fn work(
     settings: GroupCommitSettings,
 ) {
     loop {
-        let Some(group) = gather(&mut receiver, settings).await else {
+        let Some(mut group) = gather(&mut receiver, settings).await else {
             return;
         };
         let Some(service) = service.upgrade() else {
             return;
         };
-        let (changes, replies): (Vec<_>, Vec<_>) =
-            group.into_iter().map(|q| (q.change, q.reply)).unzip();
         // A group of one takes the one-request path, whose statements are
         // lighter than a group's; like a group, it does not wait for a row
-        // held elsewhere, which goes alone in a task of its own.
-        if let ([change], [_]) = (&changes[..], &replies[..]) {
+        // held elsewhere, which goes alone in a task of its own. Its own
+        // task, too, so that a panic fails this change, not the worker.
+        if group.len() == 1
+            && let Some(Queued { change, reply }) = group.pop()
+        {
             service.metrics.group_size.record(1, &[]);
-            let answer = {
-                let service = service.clone();
-                let change = change.clone();
-                tokio::spawn(async move {
-                    service
-                        .change_alone_locking(&change, RowLock::SkipIfHeld)
-                        .await
-                })
-                .await
-            };
-            let (Some(change), Some(reply)) =
-                (changes.into_iter().next(), replies.into_iter().next())
-            else {
-                continue;
-            };
-            match answer {
-                Ok(Some(answer)) => {
-                    let _ = reply.send(answer);
+            let lone = tokio::spawn(async move {
+                match service
+                    .change_alone_locking(&change, RowLock::SkipIfHeld)
+                    .await
+                {
+                    Some(answer) => {
+                        let _ = reply.send(answer);
+                    }
+                    None => {
+                        tokio::spawn(async move {
+                            let _ = reply.send(service.change_alone(&change).await);
+                        });
+                    }
                 }
-                Ok(None) => {
-                    let service = service.clone();
-                    tokio::spawn(async move {
-                        let _ = reply.send(service.change_alone(&change).await);
-                    });
-                }
-                Err(e) => tracing::error!(error = %e, "a change failed abnormally"),
+            });
+            if let Err(e) = lone.await {
+                tracing::error!(error = %e, "a change failed abnormally");
             }
             continue;
         }
+        let (changes, replies): (Vec<_>, Vec<_>) =
+            group.into_iter().map(|q| (q.change, q.reply)).unzip();
         // Its own task, so that a panic fails this group, not the worker.
         let decided = {
             let service = service.clone();
