@@ -160,6 +160,22 @@ async fn group_commit_can_be_turned_off() -> Result<()> {
     Ok(())
 }
 
+/// Removes one unit of the product `held` in a task of its own: a request
+/// that will wait for the row the test holds.
+fn remove_one_held(
+    client: &async_nats::Client,
+) -> tokio::task::JoinHandle<Result<beaker_tests::Answer>> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        beaker_tests::call(
+            &client,
+            "stock.remove",
+            r#"{"product-sku":"held","quantity":1}"#,
+        )
+        .await
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_request_for_a_held_row_does_not_hold_up_the_next_ones() -> Result<()> {
     // One worker, requests one at a time: every group is a group of one,
@@ -173,17 +189,7 @@ async fn a_lone_request_for_a_held_row_does_not_hold_up_the_next_ones() -> Resul
         assert!(env.add(sku, 10).await?.ok());
     }
     let lock = env.db.lock_row("held").await?;
-    let held = {
-        let client = env.client.clone();
-        tokio::spawn(async move {
-            beaker_tests::call(
-                &client,
-                "stock.remove",
-                r#"{"product-sku":"held","quantity":1}"#,
-            )
-            .await
-        })
-    };
+    let held = remove_one_held(&env.client);
     beaker_tests::wait_until(
         "the host to wait for the held row",
         Duration::from_secs(30),
@@ -220,19 +226,7 @@ async fn a_row_held_elsewhere_holds_up_only_its_own_product() -> Result<()> {
     let lock = env.db.lock_row("held").await?;
 
     // Requests for the held product wait for its row...
-    let held: Vec<_> = (0..4)
-        .map(|_| {
-            let client = env.client.clone();
-            tokio::spawn(async move {
-                beaker_tests::call(
-                    &client,
-                    "stock.remove",
-                    r#"{"product-sku":"held","quantity":1}"#,
-                )
-                .await
-            })
-        })
-        .collect();
+    let held: Vec<_> = (0..4).map(|_| remove_one_held(&env.client)).collect();
     beaker_tests::wait_until(
         "the host to wait for the held row",
         Duration::from_secs(30),

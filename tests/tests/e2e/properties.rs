@@ -9,6 +9,7 @@
 //! corpus entry is written to `target/test-output/properties/` and named in
 //! the failure; a failing random rules case is printed in it.
 
+use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 
@@ -52,15 +53,20 @@ fn rng() -> fastrand::Rng {
     fastrand::Rng::with_seed(seed)
 }
 
+/// What a caught panic said.
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
 /// Runs `check` on `input`; on a panic, keeps the input and fails naming
 /// where it is.
 fn checked(target: &str, what: &str, input: &[u8], check: impl FnOnce()) {
     if let Err(panic) = catch_unwind(AssertUnwindSafe(check)) {
-        let message = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
+        let message = panic_message(&*panic);
         let path: PathBuf = output_dir("properties").join(format!("{target}-failure"));
         let _ = std::fs::write(&path, input);
         panic!(
@@ -251,8 +257,10 @@ fn the_default_rules_keep_their_properties_on_the_corpus_and_random_cases() {
         let what = format!("random case {n}: {case:?}");
         let tally = catch_unwind(AssertUnwindSafe(|| rules_property::check(&sandbox, &case)))
             .unwrap_or_else(|panic| {
-                let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
-                panic!("rules: {what} breaks the property: {message}")
+                panic!(
+                    "rules: {what} breaks the property: {}",
+                    panic_message(&*panic)
+                )
             });
         total.changed += tally.changed;
         total.refused += tally.refused;
