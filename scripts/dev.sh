@@ -59,9 +59,8 @@ stop_host() {
     if kill -0 "$HOST_PID" 2>/dev/null; then
         say "stopping beaker (pid $HOST_PID)"
         kill -TERM "$HOST_PID" 2>/dev/null || true
-        # It answers the requests in flight first (BEAKER_SHUTDOWN_TIMEOUT_MS,
-        # 10 s by default); past 20 s it is stuck, e.g. draining a NATS
-        # connection whose server is gone.
+        # Its whole stop is bounded by BEAKER_SHUTDOWN_TIMEOUT (10 s by
+        # default); past 20 s something is wrong, and it is killed.
         local waited=0
         while kill -0 "$HOST_PID" 2>/dev/null && [ "$waited" -lt 200 ]; do
             sleep 0.1

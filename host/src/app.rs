@@ -12,16 +12,18 @@ use async_nats::jetstream::stream::StorageType;
 use tokio::sync::Notify;
 
 use crate::config::{EventsArgs, ServeArgs, StreamStorage};
-use crate::events::{self, EventsError, Relay, RelaySettings, StreamSettings};
+use crate::events::relay::RelayParts;
+use crate::events::{self, EventsError, Liveness, Relay, RelaySettings, StreamSettings};
 use crate::gateway::{Gateway, GatewayError};
 use crate::health::{self, Health};
 use crate::metrics::Metrics;
 use crate::micro::{self, Identity, Registry};
-use crate::nats::{self, NatsError, Refusals, redact_nats_urls};
+use crate::nats::{self, Link, NatsError, Observers, Refusals, redact_nats_urls};
 use crate::rules::state::RulesState;
 use crate::rules::{self, LoadError, RulesEngine};
 use crate::schema::{SchemaError, Schemas};
 use crate::service::{Parts, Service, ServiceLimits};
+use crate::shutdown::{Deadline, stopped, wait_for_signal};
 use crate::store::{Store, StoreError, redact_url};
 use crate::telemetry::Telemetry;
 
@@ -51,6 +53,11 @@ pub enum ServeError {
     Listen(#[from] health::ListenError),
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
+    #[error(
+        "the stop took longer than its deadline of {limit:?} (--shutdown-timeout): \
+         {requests} request(s) in flight were abandoned"
+    )]
+    ShutdownDeadline { limit: Duration, requests: usize },
     /// A step failed after the server had refused an operation: the
     /// refusal is the likely cause, and the step's own error (often a
     /// time-out) would hide it.
@@ -72,8 +79,8 @@ pub async fn serve(args: ServeArgs, telemetry: Arc<Telemetry>) -> Result<(), Ser
         }),
         other => other,
     };
-    // Whatever happened, export what is buffered.
-    telemetry.shutdown();
+    // Whatever happened, export what is buffered (a clean stop has done it).
+    telemetry.flush(Duration::from_secs(2)).await;
     result
 }
 
@@ -115,11 +122,15 @@ async fn run(
     let file_digest = rules.digest.clone();
     let rules = Arc::new(RulesState::new(engine, rules, &origin));
 
+    let (link_tx, link) = watch::channel(Link::default());
     let client = nats::connect(
         &args.nats,
         SERVICE_NAME,
-        Some(metrics.clone()),
-        Some(refusals.clone()),
+        Observers {
+            metrics: Some(metrics.clone()),
+            refusals: Some(refusals.clone()),
+            link: Some(Arc::new(link_tx)),
+        },
     )
     .await?;
     let js = jetstream::new(client.clone());
@@ -178,14 +189,19 @@ async fn run(
     .await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let liveness = Liveness::new(
+        args.events.relay,
+        args.events.stall_after.max(Duration::from_secs(1)),
+    );
     let health_task = if args.service.metrics_addr.is_empty() {
         None
     } else {
         let health = Health {
-            telemetry,
+            telemetry: telemetry.clone(),
             client: client.clone(),
             store: store.clone(),
             rules: rules.clone(),
+            liveness: liveness.clone(),
         };
         Some(health::serve(&args.service.metrics_addr, health, stop_rx.clone()).await?)
     };
@@ -198,17 +214,35 @@ async fn run(
     // The relay stops only after the last request was answered, so that it
     // can publish the last events.
     let (relay_stop_tx, relay_stop_rx) = watch::channel(false);
+    let sampler = tokio::spawn(events::liveness::sample(
+        store.clone(),
+        liveness.clone(),
+        metrics.clone(),
+        link.clone(),
+        relay_stop_rx.clone(),
+    ));
     let relay = args.events.relay.then(|| {
         let relay = Relay::new(
-            store.clone(),
-            js.clone(),
-            stream.clone(),
+            RelayParts {
+                store: store.clone(),
+                client: client.clone(),
+                stream: stream.clone(),
+                wake: relay_wake.clone(),
+                metrics: metrics.clone(),
+                liveness: liveness.clone(),
+            },
             relay_settings(&args.events),
-            relay_wake.clone(),
-            metrics.clone(),
         );
-        tokio::spawn(relay.run(relay_stop_rx))
+        tokio::spawn(relay.run(relay_stop_rx.clone(), link.clone()))
     });
+    let housekeeping = tokio::spawn(housekeeping(
+        store.clone(),
+        args.events.retention,
+        args.events
+            .housekeeping_interval
+            .max(Duration::from_millis(10)),
+        relay_stop_rx,
+    ));
     let mut rules_tasks = Vec::new();
     if args.rules.watch {
         rules_tasks.push(tokio::spawn(rules::watch::follow_file(
@@ -227,15 +261,16 @@ async fn run(
             stop_rx.clone(),
         )));
     }
-    let shutdown_timeout = Duration::from_millis(args.service.shutdown_timeout_ms);
     let serving = {
         let service = service.clone();
         let stop = stop_rx.clone();
-        tokio::spawn(async move { service.serve(subscriptions, stop, shutdown_timeout).await })
+        let link = link.clone();
+        tokio::spawn(async move { service.serve(subscriptions, stop, link).await })
     };
 
     // The gateway forwards to the service over NATS like any client; it
     // stops first on shutdown, so its requests in flight are still answered.
+    let shutdown_timeout = args.service.shutdown.timeout();
     let (gateway_stop, gateway_stop_rx) = watch::channel(false);
     let gateway_task = match gateway_config {
         Some(config) => {
@@ -259,51 +294,115 @@ async fn run(
     );
 
     wait_for_signal().await.map_err(ServeError::Signals)?;
-    tracing::info!("shutting down: no new requests; answering those in flight");
+    tracing::info!(
+        deadline_ms = shutdown_timeout.as_millis() as u64,
+        "shutting down: no new requests; answering those in flight"
+    );
+    // Every step below runs under one deadline; what it cuts off is
+    // reported, and the exit status says the stop was not clean.
+    let mut deadline = Deadline::after(shutdown_timeout);
     let _ = gateway_stop.send(true);
     if let Some(task) = gateway_task {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "gateway failed"),
-            Err(e) => tracing::error!(error = %e, "gateway task failed"),
+        match deadline.step("gateway", task).await {
+            Some(Ok(Ok(()))) | None => {}
+            Some(Ok(Err(e))) => tracing::error!(error = %e, "gateway failed"),
+            Some(Err(e)) => tracing::error!(error = %e, "gateway task failed"),
         }
     }
     let _ = stop_tx.send(true);
-    if let Err(e) = serving.await {
+    if let Some(Err(e)) = deadline.step("subscriptions", serving).await {
         tracing::error!(error = %e, "serving task failed");
     }
-    if let Err(e) = discovery_task.await {
+    if deadline
+        .step("requests in flight", service.finished())
+        .await
+        .is_some()
+    {
+        tracing::info!("every request in flight was answered");
+    }
+    let abandoned_requests = service.in_flight();
+    if let Some(Err(e)) = deadline.step("discovery", discovery_task).await {
         tracing::error!(error = %e, "discovery task failed");
     }
     for task in rules_tasks {
-        let _ = task.await;
+        let _ = deadline.step("rules watchers", task).await;
     }
     if let Some(task) = health_task {
-        let _ = task.await;
+        let _ = deadline.step("metrics endpoint", task).await;
     }
     let _ = relay_stop_tx.send(true);
     if let Some(relay) = relay
-        && let Err(e) = relay.await
+        && let Some(Err(e)) = deadline.step("outbox relay", relay).await
     {
         tracing::error!(error = %e, "outbox relay failed");
     }
-    if let Err(e) = client.drain().await {
+    let _ = deadline.step("outbox sampler", sampler).await;
+    let _ = deadline.step("housekeeping", housekeeping).await;
+    // Draining needs the server: with NATS away there is nothing to drain.
+    if client.connection_state() == async_nats::connection::State::Connected
+        && let Some(Err(e)) = deadline.step("NATS drain", client.drain()).await
+    {
         tracing::warn!(error = %e, "cannot drain the NATS connection");
     }
-    store.close().await;
-    tracing::info!("stopped");
-    Ok(())
+    let pending_events = match deadline.missed().is_empty() {
+        true => None,
+        false => Some(tokio::time::timeout(Duration::from_secs(1), store.outbox_backlog()).await),
+    };
+    let _ = deadline.step("database pool", store.close()).await;
+    telemetry
+        .flush(deadline.remaining().max(Duration::from_millis(200)))
+        .await;
+    if deadline.missed().is_empty() {
+        tracing::info!("stopped");
+        return Ok(());
+    }
+    let pending = match pending_events {
+        Some(Ok(Ok((count, _)))) => count.to_string(),
+        _ => "unknown (the database did not answer)".to_string(),
+    };
+    tracing::error!(
+        deadline_ms = shutdown_timeout.as_millis() as u64,
+        cut_off = ?deadline.missed(),
+        requests_in_flight = abandoned_requests,
+        outbox_pending = %pending,
+        "stopped at the shutdown deadline: abandoned {abandoned_requests} request(s) in flight \
+         (their transactions roll back: nothing half-done is kept) and left {pending} event(s) \
+         in the outbox (safe in Postgres: the next instance publishes them)"
+    );
+    Err(ServeError::ShutdownDeadline {
+        limit: shutdown_timeout,
+        requests: abandoned_requests,
+    })
 }
 
-pub(crate) async fn wait_for_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("received SIGTERM"),
-        _ = int.recv() => tracing::info!("received SIGINT"),
+/// Deletes expired idempotency keys and old published outbox rows, every
+/// `interval`, until `stop`: a task of its own, so that it runs whether or
+/// not this instance relays events.
+async fn housekeeping(
+    store: Store,
+    retention: Duration,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stopped(&mut stop) => return,
+            _ = tick.tick() => {}
+        }
+        let bound = interval.max(Duration::from_secs(5));
+        match tokio::time::timeout(bound, store.housekeeping(retention)).await {
+            Ok(Ok((keys, rows))) if keys + rows > 0 => tracing::debug!(
+                expired_keys = keys,
+                outbox_rows = rows,
+                "housekeeping deleted old rows"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "housekeeping failed"),
+            Err(_) => tracing::warn!("housekeeping took too long; trying again later"),
+        }
     }
-    Ok(())
 }
 
 fn stream_settings(args: &EventsArgs) -> StreamSettings {
@@ -326,8 +425,8 @@ fn relay_settings(args: &EventsArgs) -> RelaySettings {
     RelaySettings {
         poll_interval: args.poll_interval.max(Duration::from_millis(10)),
         batch_size: i64::from(args.batch_size.max(1)),
-        retention: args.retention,
-        housekeeping_interval: args.housekeeping_interval.max(Duration::from_millis(10)),
+        round_timeout: args.round_timeout.max(Duration::from_millis(100)),
         max_backoff: Duration::from_secs(30),
+        final_attempt: Duration::from_secs(5),
     }
 }

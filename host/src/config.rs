@@ -311,13 +311,50 @@ pub struct GatewayCommandArgs {
     pub nats: NatsArgs,
     #[command(flatten)]
     pub gateway: GatewayArgs,
-    /// On SIGTERM or SIGINT, how long to wait for HTTP requests in flight, in milliseconds.
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
+}
+
+/// How long a stop may take.
+#[derive(Debug, Clone, Args)]
+pub struct ShutdownArgs {
+    /// On SIGTERM or SIGINT, how long the whole stop may take: answering
+    /// the requests in flight, publishing the last events, closing the
+    /// connections. Past it the process logs what it abandoned and exits
+    /// with status 1. Keep it under the orchestrator's grace period.
     #[arg(
+        id = "shutdown_timeout",
+        long = "shutdown-timeout",
+        env = "BEAKER_SHUTDOWN_TIMEOUT",
+        default_value = "10s",
+        value_parser = humantime::parse_duration
+    )]
+    pub timeout: Duration,
+    /// The same in milliseconds (the earlier name, still honoured).
+    #[arg(
+        id = "shutdown_timeout_ms",
         long = "shutdown-timeout-ms",
         env = "BEAKER_SHUTDOWN_TIMEOUT_MS",
-        default_value_t = 10000
+        hide = true
     )]
-    pub shutdown_timeout_ms: u64,
+    pub timeout_ms: Option<u64>,
+}
+
+impl ShutdownArgs {
+    /// The deadline of a stop; the earlier millisecond setting wins when
+    /// it is given, with a warning that names the new one.
+    pub fn timeout(&self) -> Duration {
+        match self.timeout_ms {
+            Some(ms) => {
+                tracing::warn!(
+                    "BEAKER_SHUTDOWN_TIMEOUT_MS (--shutdown-timeout-ms) is deprecated: \
+                     use BEAKER_SHUTDOWN_TIMEOUT (--shutdown-timeout), e.g. 10s"
+                );
+                Duration::from_millis(ms)
+            }
+            None => self.timeout,
+        }
+    }
 }
 
 /// The HTTP gateway: NATS messaging over HTTP, shaped like the Synadia
@@ -480,6 +517,16 @@ pub struct EventsArgs {
     /// How often the relay looks for events it was not woken for.
     #[arg(long = "outbox-poll-interval", env = "BEAKER_OUTBOX_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
+    /// The longest one relay round (claim, publish, acknowledgements,
+    /// marking) may take; past it the round is abandoned, its events
+    /// released, and it is retried.
+    #[arg(long = "outbox-round-timeout", env = "BEAKER_OUTBOX_ROUND_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub round_timeout: Duration,
+    /// A relay connected to NATS that has published nothing for this long
+    /// while events wait is reported as stalled (a warning, the metric
+    /// beaker_outbox_relay_stalled, /readyz).
+    #[arg(long = "outbox-stall-after", env = "BEAKER_OUTBOX_STALL_AFTER", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub stall_after: Duration,
     /// Events the relay claims and publishes per round.
     #[arg(
         long = "outbox-batch-size",
@@ -529,13 +576,8 @@ pub struct ServiceArgs {
     /// Do not run database migrations at start.
     #[arg(long = "skip-migrations", env = "BEAKER_SKIP_MIGRATIONS")]
     pub skip_migrations: bool,
-    /// On SIGTERM or SIGINT, how long to wait for requests in flight, in milliseconds.
-    #[arg(
-        long = "shutdown-timeout-ms",
-        env = "BEAKER_SHUTDOWN_TIMEOUT_MS",
-        default_value_t = 10000
-    )]
-    pub shutdown_timeout_ms: u64,
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
     #[command(flatten)]
     pub group_commit: GroupCommitArgs,
 }

@@ -43,7 +43,7 @@ use tokio::sync::watch;
 
 use self::auth::Tokens;
 use self::subject::AllowList;
-use crate::service::stopped;
+use crate::shutdown::stopped;
 
 /// The header that carries the reason of every error the gateway itself
 /// answers (as Synadia's gateway does).
@@ -132,34 +132,48 @@ pub enum RunError {
     Nats(#[from] crate::nats::NatsError),
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
+    #[error("the stop took longer than its deadline of {0:?} (--shutdown-timeout)")]
+    Deadline(Duration),
 }
 
 /// `beaker gateway`: the gateway on its own, in front of any number of
 /// service instances, until SIGINT or SIGTERM.
 pub async fn run(args: crate::config::GatewayCommandArgs) -> Result<(), RunError> {
     let config = args.gateway.config()?;
-    let client = crate::nats::connect(&args.nats, "beaker-gateway", None, None).await?;
+    let client = crate::nats::connect(
+        &args.nats,
+        "beaker-gateway",
+        crate::nats::Observers::default(),
+    )
+    .await?;
     let gateway = Gateway::bind(config).await?;
     let addr = gateway.local_addr();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let shutdown_timeout = Duration::from_millis(args.shutdown_timeout_ms);
+    let shutdown_timeout = args.shutdown.timeout();
     let task = tokio::spawn(gateway.serve(client.clone(), stop_rx, shutdown_timeout));
     tracing::info!(
         addr = %addr,
         nats = %crate::nats::redact_nats_urls(args.nats.servers()),
         "ready"
     );
-    crate::app::wait_for_signal()
+    crate::shutdown::wait_for_signal()
         .await
         .map_err(RunError::Signals)?;
     tracing::info!("shutting down: no new HTTP requests; finishing those in flight");
+    let mut deadline = crate::shutdown::Deadline::after(shutdown_timeout);
     let _ = stop_tx.send(true);
-    match task.await {
-        Ok(result) => result?,
-        Err(e) => tracing::error!(error = %e, "gateway task failed"),
+    match deadline.step("gateway", task).await {
+        Some(Ok(result)) => result?,
+        Some(Err(e)) => tracing::error!(error = %e, "gateway task failed"),
+        None => {}
     }
-    if let Err(e) = client.drain().await {
+    if client.connection_state() == async_nats::connection::State::Connected
+        && let Some(Err(e)) = deadline.step("NATS drain", client.drain()).await
+    {
         tracing::warn!(error = %e, "cannot drain the NATS connection");
+    }
+    if !deadline.missed().is_empty() {
+        return Err(RunError::Deadline(shutdown_timeout));
     }
     tracing::info!("stopped");
     Ok(())

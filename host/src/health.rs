@@ -4,7 +4,8 @@
 //! - `GET /metrics`: every metric in the Prometheus text format;
 //! - `GET /healthz`: 200 while the process runs (liveness);
 //! - `GET /readyz`: 200 when NATS is connected, the database answers and
-//!   rules are loaded; 503 with the reasons otherwise (readiness).
+//!   rules are loaded; 503 with the reasons otherwise (readiness). It also
+//!   shows the outbox relay's state (up to date, behind, stalled).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::events::Liveness;
 use crate::rules::state::RulesState;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
@@ -29,6 +31,7 @@ pub struct Health {
     pub client: async_nats::Client,
     pub store: Store,
     pub rules: Arc<RulesState>,
+    pub liveness: Arc<Liveness>,
 }
 
 /// Why the endpoint could not start.
@@ -67,7 +70,7 @@ pub async fn serve(
         .route("/readyz", get(ready))
         .with_state(health);
     Ok(tokio::spawn(async move {
-        let shutdown = async move { crate::service::stopped(&mut stop).await };
+        let shutdown = async move { crate::shutdown::stopped(&mut stop).await };
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
@@ -115,12 +118,17 @@ async fn ready(State(health): State<Health>) -> Response {
     let show = |r: &Result<String, String>| match r {
         Ok(s) | Err(s) => s.clone(),
     };
+    // The relay's state is shown, not judged: a stalled relay does not
+    // stop the instance from answering requests (events wait safely in the
+    // outbox), so it does not make the instance unready. The warning, the
+    // metric and the alert rules are what call for attention.
     let body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "checks": {
             "nats": show(&nats),
             "database": show(&database),
             "rules": show(&rules),
+            "events": health.liveness.state().to_string(),
         }
     });
     let status = if ready {

@@ -15,6 +15,7 @@ pub mod nats;
 pub mod rules;
 pub mod schema;
 pub mod service;
+pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod wire;

@@ -14,5 +14,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(beaker::cli::run(cli))
+    let status = runtime.block_on(beaker::cli::run(cli));
+    // Tasks cut off by the shutdown deadline are dropped here; a blocking
+    // one (an exporter) gets a moment, not a veto over the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    status
 }

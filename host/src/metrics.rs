@@ -30,6 +30,8 @@ pub struct Gauges {
     pub outbox_oldest_ms: AtomicU64,
     /// 1 while the NATS connection is up.
     pub nats_connected: AtomicU64,
+    /// 1 while the outbox relay is connected but makes no progress.
+    pub relay_stalled: AtomicU64,
 }
 
 /// The instruments the request path and the relay record into.
@@ -49,6 +51,9 @@ pub struct Metrics {
     pub publish_failures: Counter<u64>,
     /// `beaker.nats.reconnects`: NATS connections re-established.
     pub nats_reconnects: Counter<u64>,
+    /// `beaker.outbox.relay.rounds_abandoned`: relay rounds that took
+    /// longer than their bound and were abandoned.
+    pub relay_rounds_abandoned: Counter<u64>,
     /// `beaker.group_commit.size`: requests per group commit transaction.
     pub group_size: Histogram<u64>,
     pub gauges: Arc<Gauges>,
@@ -101,6 +106,12 @@ impl Metrics {
                 .u64_counter("beaker.nats.reconnects")
                 .with_description("NATS connections re-established after a loss")
                 .build(),
+            relay_rounds_abandoned: meter
+                .u64_counter("beaker.outbox.relay.rounds_abandoned")
+                .with_description(
+                    "Outbox relay rounds abandoned at their time bound (their rows were released)",
+                )
+                .build(),
             group_size: meter
                 .u64_histogram("beaker.group_commit.size")
                 .with_unit("{request}")
@@ -120,6 +131,7 @@ impl Metrics {
             .add(0, std::slice::from_ref(&events));
         metrics.publish_failures.add(0, &[events]);
         metrics.nats_reconnects.add(0, &[]);
+        metrics.relay_rounds_abandoned.add(0, &[]);
         metrics
     }
 
@@ -235,6 +247,14 @@ impl Metrics {
             .u64_observable_gauge("beaker.nats.connected")
             .with_description("1 while the NATS connection is up, 0 otherwise")
             .with_callback(move |o| o.observe(gauges.nats_connected.load(Ordering::Relaxed), &[]))
+            .build();
+        let gauges = self.gauges.clone();
+        meter
+            .u64_observable_gauge("beaker.outbox.relay.stalled")
+            .with_description(
+                "1 while the outbox relay is connected to NATS but has published nothing lately",
+            )
+            .with_callback(move |o| o.observe(gauges.relay_stalled.load(Ordering::Relaxed), &[]))
             .build();
     }
 

@@ -273,7 +273,7 @@ pub async fn serve(
     );
     loop {
         tokio::select! {
-            () = crate::service::stopped(&mut stop) => break,
+            () = crate::shutdown::stopped(&mut stop) => break,
             next = merged.next() => {
                 let Some((verb, message)) = next else { break };
                 let Some(reply) = message.reply else { continue };

@@ -9,7 +9,7 @@ use async_nats::{Client, ConnectErrorKind, ConnectOptions, Event, ServerError};
 use base64::Engine;
 use futures::StreamExt;
 use percent_encoding::percent_decode_str;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::config::NatsArgs;
 use crate::metrics::Metrics;
@@ -144,21 +144,42 @@ pub async fn confirm(
     }
 }
 
+/// The state of the NATS connection, as the client's events report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Link {
+    /// Whether the connection is up.
+    pub up: bool,
+    /// Connections made so far: a change means a new connection, on which
+    /// nothing sent on the old one will be answered.
+    pub connections: u64,
+}
+
+/// Who is told what happens to the connection.
+#[derive(Debug, Clone, Default)]
+pub struct Observers {
+    /// The connection metrics.
+    pub metrics: Option<Arc<Metrics>>,
+    /// Permission violations the server reports.
+    pub refusals: Option<Arc<Refusals>>,
+    /// The connection's [`Link`] state, for work that must react the moment
+    /// the connection drops or comes back (the outbox relay, shutdown).
+    pub link: Option<Arc<watch::Sender<Link>>>,
+}
+
 /// Connects, retrying with back-off for up to `--nats-connect-timeout-ms`
 /// (services often start in any order), then failing with a clear message.
 /// Refused credentials and failed TLS are not retried: waiting does not
-/// mend them. Permission violations reported later land in `refusals`.
+/// mend them. Connection events go to `observers`.
 pub async fn connect(
     args: &NatsArgs,
     client_name: &str,
-    metrics: Option<Arc<Metrics>>,
-    refusals: Option<Arc<Refusals>>,
+    observers: Observers,
 ) -> Result<Client, NatsError> {
     let deadline = Instant::now() + Duration::from_millis(args.connect_timeout_ms);
     let mut pause = Duration::from_millis(100);
     let mut warned = false;
     loop {
-        match connect_with(args, client_name, metrics.clone(), refusals.clone()).await {
+        match connect_with(args, client_name, observers.clone()).await {
             Ok(client) => return Ok(client),
             Err(NatsError::Connect { url, reason }) if Instant::now() + pause < deadline => {
                 if !warned {
@@ -176,7 +197,7 @@ pub async fn connect(
 /// One attempt, for the client commands: fails at once when NATS is not
 /// there.
 pub async fn connect_once(args: &NatsArgs, client_name: &str) -> Result<Client, NatsError> {
-    connect_with(args, client_name, None, None).await
+    connect_with(args, client_name, Observers::default()).await
 }
 
 /// The credentials a connection presents, for messages that must say which
@@ -274,8 +295,7 @@ fn is_tls_failure(error: &async_nats::ConnectError) -> bool {
 async fn connect_with(
     args: &NatsArgs,
     client_name: &str,
-    metrics: Option<Arc<Metrics>>,
-    refusals: Option<Arc<Refusals>>,
+    observers: Observers,
 ) -> Result<Client, NatsError> {
     let connections = Arc::new(AtomicU64::new(0));
     let servers_text = args.servers();
@@ -285,10 +305,9 @@ async fn connect_with(
             args.connect_timeout_ms.clamp(100, 5000),
         ))
         .event_callback(move |event| {
-            let metrics = metrics.clone();
+            let observers = observers.clone();
             let connections = connections.clone();
-            let refusals = refusals.clone();
-            async move { on_event(event, metrics.as_deref(), refusals.as_deref(), &connections) }
+            async move { on_event(event, &observers, &connections) }
         });
     let mut presented = Presented::Nothing;
     if let Some(path) = args.creds.as_ref().filter(|p| !p.as_os_str().is_empty()) {
@@ -427,30 +446,37 @@ fn url_credentials(urls: &str) -> Option<UrlCredentials> {
 
 /// Logs connection events, keeps the connection metrics, and records
 /// permission violations.
-fn on_event(
-    event: Event,
-    metrics: Option<&Metrics>,
-    refusals: Option<&Refusals>,
-    connections: &AtomicU64,
-) {
-    let connected = |up: u64| {
+fn on_event(event: Event, observers: &Observers, connections: &AtomicU64) {
+    let metrics = observers.metrics.as_deref();
+    let refusals = observers.refusals.as_deref();
+    let connected = |up: bool| {
         if let Some(m) = metrics {
-            m.gauges.nats_connected.store(up, Ordering::Relaxed);
+            m.gauges
+                .nats_connected
+                .store(u64::from(up), Ordering::Relaxed);
+        }
+        if let Some(link) = &observers.link {
+            link.send_modify(|link| {
+                link.up = up;
+                if up {
+                    link.connections += 1;
+                }
+            });
         }
     };
     match event {
         Event::Connected => {
-            connected(1);
             if connections.fetch_add(1, Ordering::Relaxed) > 0
                 && let Some(m) = metrics
             {
                 m.nats_reconnects.add(1, &[]);
             }
-            tracing::info!("NATS connection (re-)established")
+            tracing::info!("NATS connection (re-)established");
+            connected(true);
         }
         Event::Disconnected => {
-            connected(0);
-            tracing::warn!("NATS connection lost; reconnecting")
+            tracing::warn!("NATS connection lost; reconnecting");
+            connected(false);
         }
         Event::ServerError(ServerError::Other(text))
             if text.to_lowercase().contains("permissions violation") =>

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::{Client, HeaderMap, HeaderValue, Message, Subscriber};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore, watch};
@@ -19,9 +19,11 @@ use uuid::Uuid;
 
 use crate::metrics::Metrics;
 use crate::micro::Registry;
+use crate::nats::Link;
 use crate::rules::state::RulesState;
 use crate::rules::{self, CallError, Decision, Event, Operation, Rejection, Rules};
 use crate::schema::Schemas;
+use crate::shutdown::stopped;
 use crate::store::{
     Begun, IdempotencyKey, Movement, OutboxEvent, RowLock, RulesStamp, Store, StoreError,
     StoredReply,
@@ -118,21 +120,27 @@ impl Service {
         &self.rules
     }
 
-    /// Subscribes the endpoints (in the queue group) and serves them until
-    /// `stop` turns true; then drains the subscriptions, answers what was
-    /// already received, and waits for every request in flight.
+    /// Serves the subscribed endpoints until `stop` turns true; then
+    /// drains the subscriptions and hands out what was already received.
+    /// Returns once nothing more can arrive; [`Service::finished`] waits for
+    /// the requests still in flight.
+    ///
+    /// While NATS is away nothing more can arrive, and a drain cannot
+    /// complete (it needs the server's answer): then the loops answer what
+    /// is already here and end without waiting for the server.
     pub async fn serve(
         self: &Arc<Self>,
         subscriptions: Vec<(Endpoint, Subscriber)>,
         stop: watch::Receiver<bool>,
-        shutdown_timeout: Duration,
+        link: watch::Receiver<Link>,
     ) {
         let loops: Vec<_> = subscriptions
             .into_iter()
             .map(|(endpoint, sub)| {
                 let service = self.clone();
                 let stop = stop.clone();
-                tokio::spawn(async move { service.endpoint_loop(endpoint, sub, stop).await })
+                let link = link.clone();
+                tokio::spawn(async move { service.endpoint_loop(endpoint, sub, stop, link).await })
             })
             .collect();
         for handle in loops {
@@ -140,15 +148,17 @@ impl Service {
                 tracing::error!(error = %e, "endpoint loop ended abnormally");
             }
         }
-        // Every permit back means every request in flight was answered.
+    }
+
+    /// Waits until every request in flight was answered: every permit back.
+    pub async fn finished(&self) {
         let all = self.limits.max_in_flight.max(1);
-        match tokio::time::timeout(shutdown_timeout, self.permits.acquire_many(all)).await {
-            Ok(_) => tracing::info!("every request in flight was answered"),
-            Err(_) => tracing::warn!(
-                timeout_ms = shutdown_timeout.as_millis() as u64,
-                "requests still in flight at the shutdown timeout"
-            ),
-        }
+        let _ = self.permits.acquire_many(all).await;
+    }
+
+    /// Requests being processed now.
+    pub fn in_flight(&self) -> usize {
+        (self.limits.max_in_flight.max(1) as usize).saturating_sub(self.permits.available_permits())
     }
 
     /// Subscribes to one endpoint's subject in the queue group.
@@ -171,6 +181,7 @@ impl Service {
         endpoint: Endpoint,
         mut sub: Subscriber,
         mut stop: watch::Receiver<bool>,
+        mut link: watch::Receiver<Link>,
     ) {
         let mut draining = false;
         loop {
@@ -182,6 +193,14 @@ impl Service {
                         tracing::warn!(error = %e, endpoint = endpoint.name(), "cannot drain subscription");
                         break;
                     }
+                }
+                () = link_down(&mut link), if draining => {
+                    // Nothing more can arrive, and the drain will not be
+                    // confirmed: answer what is already here, and end.
+                    while let Some(Some(message)) = sub.next().now_or_never() {
+                        self.dispatch(endpoint, message).await;
+                    }
+                    break;
                 }
                 next = sub.next() => {
                     let Some(message) = next else { break };
@@ -702,6 +721,13 @@ enum Step {
     Busy,
 }
 
+/// Resolves while the NATS connection is down (never, if its watch is gone).
+async fn link_down(link: &mut watch::Receiver<Link>) {
+    if link.wait_for(|l| !l.up).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// The current trace's id, for the ledger.
 fn current_trace_id() -> Option<String> {
     use opentelemetry::trace::TraceContextExt;
@@ -887,9 +913,4 @@ fn example(endpoint: Endpoint) -> &'static str {
         Endpoint::Get => r#"{"product-sku":"widget-1"}"#,
         _ => r#"{"product-sku":"widget-1","quantity":5}"#,
     }
-}
-
-/// Resolves once `stop` turns true (or its sender is gone).
-pub async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }

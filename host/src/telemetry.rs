@@ -55,6 +55,7 @@ pub struct Telemetry {
     registry: prometheus::Registry,
     /// Whether anything is sent to an OTLP endpoint.
     pub exporting: bool,
+    flushed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -224,6 +225,7 @@ pub fn init_service(format: LogFormat, default_filter: &str) -> Result<Telemetry
         meter_provider,
         registry,
         exporting: export_traces || export_metrics,
+        flushed: std::sync::atomic::AtomicBool::new(false),
     })
 }
 
@@ -238,8 +240,25 @@ impl Telemetry {
         String::from_utf8(buffer).map_err(|e| TelemetryError::Prometheus(e.to_string()))
     }
 
-    /// Exports what is buffered and stops the exporters.
+    /// Exports what is buffered and stops the exporters, in a thread of
+    /// its own (the exporters block) and for at most `within`: an OTLP
+    /// endpoint that does not answer must not hold up the stop.
+    pub async fn flush(self: &std::sync::Arc<Self>, within: std::time::Duration) {
+        let telemetry = self.clone();
+        let flushing = tokio::task::spawn_blocking(move || telemetry.shutdown());
+        if tokio::time::timeout(within, flushing).await.is_err() {
+            tracing::warn!(
+                within_ms = within.as_millis() as u64,
+                "telemetry not flushed in time; what was buffered is dropped"
+            );
+        }
+    }
+
+    /// Exports what is buffered and stops the exporters, once.
     pub fn shutdown(&self) {
+        if self.flushed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         if let Err(e) = self.tracer_provider.force_flush() {
             tracing::warn!(error = %e, "cannot flush traces");
         }

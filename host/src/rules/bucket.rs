@@ -218,14 +218,14 @@ pub async fn follow(
     let mut pause = Duration::from_millis(200);
     loop {
         let result = tokio::select! {
-            () = crate::service::stopped(&mut stop) => return,
+            () = crate::shutdown::stopped(&mut stop) => return,
             result = follow_once(&js, &bucket, &state) => result,
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, bucket, "lost the rules bucket; watching again");
         }
         tokio::select! {
-            () = crate::service::stopped(&mut stop) => return,
+            () = crate::shutdown::stopped(&mut stop) => return,
             () = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(Duration::from_secs(10));

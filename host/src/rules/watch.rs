@@ -49,7 +49,7 @@ pub async fn follow_file(
     let mut missing_reported = false;
     loop {
         tokio::select! {
-            () = crate::service::stopped(&mut stop) => return,
+            () = crate::shutdown::stopped(&mut stop) => return,
             () = tokio::time::sleep(interval) => {}
         }
         let now = stamp(&path).await;
@@ -68,7 +68,7 @@ pub async fn follow_file(
         // Changed: wait one more interval for it to settle.
         seen = now;
         tokio::select! {
-            () = crate::service::stopped(&mut stop) => return,
+            () = crate::shutdown::stopped(&mut stop) => return,
             () = tokio::time::sleep(interval) => {}
         }
         if stamp(&path).await != seen {

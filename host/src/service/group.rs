@@ -12,7 +12,9 @@
 //!
 //! Each request keeps the semantics it has alone: a refusal writes nothing
 //! (but its stored reply, under a key) and does not disturb its neighbours;
-//! changes to one product apply in arrival order; a rules failure leaves
+//! changes to one product apply in arrival order (a change whose row is
+//! held by another transaction goes alone and takes the row in the order
+//! Postgres queues it); a rules failure leaves
 //! nothing behind, its key included. What a group cannot decide alone goes
 //! through the one-request path after the group: a key used twice in the
 //! group, an expired key. A group that meets a concurrent creation of one
@@ -157,28 +159,26 @@ async fn work(
                 continue;
             }
         };
-        let mut aside: HashMap<String, Vec<(PendingChange, oneshot::Sender<Reply>)>> =
-            HashMap::new();
+        // What the group left aside goes alone, without holding up the
+        // next group: each change in a task of its own, started in arrival
+        // order. Not one after another: most were left aside because
+        // another transaction holds their row, and each waits for it up
+        // to the statement timeout, so a queue of them would make the
+        // k-th caller wait k timeouts. Side by side, each is answered
+        // within one; they take the row in the order Postgres queues them,
+        // which is the order they asked for it.
         for ((answer, change), reply) in decided.replies.into_iter().zip(changes).zip(replies) {
             match answer {
                 Some(answer) => {
                     let _ = reply.send(answer);
                 }
-                None => aside
-                    .entry(change.ask.sku.clone())
-                    .or_default()
-                    .push((change, reply)),
-            }
-        }
-        // What the group left aside goes alone, without holding up the
-        // next group: one task per product, in arrival order.
-        for (_, changes) in aside {
-            let service = service.clone();
-            tokio::spawn(async move {
-                for (change, reply) in changes {
-                    let _ = reply.send(service.change_alone(&change).await);
+                None => {
+                    let service = service.clone();
+                    tokio::spawn(async move {
+                        let _ = reply.send(service.change_alone(&change).await);
+                    });
                 }
-            });
+            }
         }
     }
 }

@@ -1,50 +1,40 @@
-//! Events: the JetStream stream that keeps them, and the relay that moves
-//! committed outbox rows into it.
+//! The outbox relay: claims pending rows, publishes them with
+//! `Nats-Msg-Id`, waits for JetStream's acknowledgements, marks them.
 //!
-//! An event is published if and only if its change committed: it is
-//! written to the `outbox` table in the change's transaction, and only the
-//! relay publishes it, with `Nats-Msg-Id` set to the row's `msg_id`. The
-//! relay waits for JetStream's ack before marking the row published, so a
-//! crash or an outage at any point leaves the row pending, to be published
-//! again later; JetStream discards the second copy of a `Nats-Msg-Id` seen
-//! within the stream's duplicate window. Consumers therefore see each event
-//! exactly once.
+//! Every step that waits on the network is bounded, and so is the round as
+//! a whole (`--outbox-round-timeout`): a round that takes longer is
+//! abandoned, which rolls back its claim so that the rows are free again,
+//! and it is retried. A round is abandoned too the moment the NATS
+//! connection drops or is replaced: acknowledgements of messages sent on a
+//! dead connection never arrive, and waiting for them would hold the
+//! claim for nothing. When the connection comes back, the relay starts at
+//! once instead of sleeping out its back-off, so a backlog drains within
+//! moments of the reconnection.
 //!
 //! The relay wakes as soon as a change commits in this process, polls as a
 //! fallback (for rows left by other or crashed instances), backs off with
 //! jitter while NATS or the stream is unavailable, and shares the work with
 //! other instances through `FOR UPDATE SKIP LOCKED`.
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self, Context};
 use bytes::Bytes;
-use tokio::sync::{Notify, watch};
-
+use futures::future::join_all;
 use opentelemetry::KeyValue;
+use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use super::liveness::Liveness;
+use super::stream::{StreamSettings, ensure_stream};
 use crate::metrics::Metrics;
-use crate::service::stopped;
+use crate::nats::Link;
+use crate::shutdown::stopped;
 use crate::store::{PendingEvent, Store, StoreError};
-
-/// Settings of the events stream.
-#[derive(Debug, Clone)]
-pub struct StreamSettings {
-    pub name: String,
-    pub subjects: Vec<String>,
-    pub storage: StorageType,
-    pub max_age: Duration,
-    pub max_bytes: i64,
-    pub duplicate_window: Duration,
-    pub replicas: usize,
-}
 
 /// Settings of the relay.
 #[derive(Debug, Clone, Copy)]
@@ -53,54 +43,25 @@ pub struct RelaySettings {
     pub poll_interval: Duration,
     /// Rows claimed and published per round.
     pub batch_size: i64,
-    /// How long published rows stay in the outbox table.
-    pub retention: Duration,
-    /// How often expired idempotency keys and old outbox rows are deleted.
-    pub housekeeping_interval: Duration,
+    /// The longest a round (claim, publish, acknowledgements, marking)
+    /// may take before it is abandoned and retried.
+    pub round_timeout: Duration,
     /// The longest pause between attempts while publishing fails.
     pub max_backoff: Duration,
-}
-
-/// Why the stream could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum EventsError {
-    #[error("cannot create or update the JetStream stream {name}: {reason}")]
-    Stream { name: String, reason: String },
-}
-
-/// Creates the stream, or updates it to these settings. Uses only stream
-/// settings nats-server 2.9 knows.
-pub async fn ensure_stream(js: &Context, settings: &StreamSettings) -> Result<(), EventsError> {
-    let config = Config {
-        name: settings.name.clone(),
-        description: Some("Beaker events (low stock), published from the outbox".into()),
-        subjects: settings.subjects.clone(),
-        retention: RetentionPolicy::Limits,
-        discard: DiscardPolicy::Old,
-        storage: settings.storage,
-        max_age: settings.max_age,
-        max_bytes: settings.max_bytes,
-        duplicate_window: settings.duplicate_window,
-        num_replicas: settings.replicas,
-        ..Default::default()
-    };
-    js.create_or_update_stream(config)
-        .await
-        .map(|_| ())
-        .map_err(|e| EventsError::Stream {
-            name: settings.name.clone(),
-            reason: e.to_string(),
-        })
+    /// How long the last attempt at shutdown may take.
+    pub final_attempt: Duration,
 }
 
 /// Moves committed events from the outbox into JetStream.
 pub struct Relay {
     store: Store,
+    client: async_nats::Client,
     js: Context,
     stream: StreamSettings,
     settings: RelaySettings,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
+    liveness: Arc<Liveness>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -120,49 +81,78 @@ struct Round {
     stream_missing: bool,
 }
 
+/// Why a round ended without finishing.
 #[derive(Debug, thiserror::Error)]
 enum RoundError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the round took longer than {0:?}; its claim was released")]
+    TimedOut(Duration),
+    #[error("the NATS connection dropped or was replaced; the round's claim was released")]
+    Reconnected,
+}
+
+/// What the relay needs besides its settings.
+#[derive(Debug)]
+pub struct RelayParts {
+    pub store: Store,
+    pub client: async_nats::Client,
+    pub stream: StreamSettings,
+    pub wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+    pub liveness: Arc<Liveness>,
 }
 
 impl Relay {
-    pub fn new(
-        store: Store,
-        js: Context,
-        stream: StreamSettings,
-        settings: RelaySettings,
-        wake: Arc<Notify>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(parts: RelayParts, settings: RelaySettings) -> Self {
+        // A context of its own, so that every JetStream call of the relay
+        // (publish, acknowledgement, stream creation) is bounded by the
+        // round's timeout whatever other users of the client chose.
+        let js = jetstream::ContextBuilder::new()
+            .timeout(settings.round_timeout)
+            .build(parts.client.clone());
         Self {
-            store,
+            store: parts.store,
+            client: parts.client,
             js,
-            stream,
+            stream: parts.stream,
             settings,
-            wake,
-            metrics,
+            wake: parts.wake,
+            metrics: parts.metrics,
+            liveness: parts.liveness,
         }
     }
 
     /// Relays until `stop` turns true, then makes one last bounded attempt
-    /// to publish what is pending.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// to publish what is pending (when NATS is there).
+    pub async fn run(self, mut stop: watch::Receiver<bool>, mut link: watch::Receiver<Link>) {
         let mut failures: u32 = 0;
-        let mut housekeeping = tokio::time::interval(self.settings.housekeeping_interval);
-        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let sampler = tokio::spawn(sample_backlog(
-            self.store.clone(),
-            self.metrics.clone(),
-            stop.clone(),
-        ));
         loop {
             if *stop.borrow() {
                 break;
             }
-            let outcome = self.round().await;
+            let connection = *link.borrow_and_update();
+            if !self.connected() {
+                // Nothing can be published: hold no claim (another
+                // instance, on another server, may be able to), and wait
+                // for the connection, or the back-off in case its return
+                // went unreported.
+                failures = failures.saturating_add(1);
+                tokio::select! {
+                    () = stopped(&mut stop) => break,
+                    () = tokio::time::sleep(backoff(failures, self.settings.max_backoff)) => {}
+                    () = reconnected(&mut link, connection) => failures = 0,
+                }
+                continue;
+            }
+            let outcome = tokio::select! {
+                () = stopped(&mut stop) => break,
+                () = changed(&mut link, connection) => Err(RoundError::Reconnected),
+                outcome = self.bounded_round() => outcome,
+            };
             let pause = match outcome {
                 Ok(round) if round.failed == 0 && !round.stream_missing => {
+                    self.liveness.progressed();
                     if failures > 0 {
                         tracing::info!("events are being published again");
                     }
@@ -185,19 +175,33 @@ impl Relay {
                     }
                     Some(backoff(failures, self.settings.max_backoff))
                 }
+                Err(RoundError::Reconnected) => {
+                    // Down: wait for the connection (or the back-off). Back
+                    // up: go again at once.
+                    if link.borrow().up {
+                        continue;
+                    }
+                    failures = failures.saturating_add(1);
+                    Some(backoff(failures, self.settings.max_backoff))
+                }
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     if failures == 1 {
-                        tracing::warn!(error = %e, "cannot read the outbox; retrying");
+                        tracing::warn!(error = %e, "an outbox relay round failed; retrying");
                     }
                     Some(backoff(failures, self.settings.max_backoff))
                 }
             };
+            let connection = *link.borrow_and_update();
             match pause {
                 Some(pause) => {
                     tokio::select! {
                         () = stopped(&mut stop) => break,
                         () = tokio::time::sleep(pause) => {}
+                        () = reconnected(&mut link, connection) => {
+                            tracing::info!("NATS is back: relaying the outbox now");
+                            failures = 0;
+                        }
                     }
                 }
                 None => {
@@ -205,14 +209,26 @@ impl Relay {
                         () = stopped(&mut stop) => break,
                         () = self.wake.notified() => {}
                         () = tokio::time::sleep(self.settings.poll_interval) => {}
-                        _ = housekeeping.tick() => self.housekeeping().await,
+                        () = reconnected(&mut link, connection) => {}
                     }
                 }
             }
         }
-        // A last attempt, so that a clean shutdown leaves nothing behind
-        // when NATS is there; what fails stays for the next instance.
-        let last = tokio::time::timeout(Duration::from_secs(5), async {
+        self.last_attempt().await;
+    }
+
+    fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// A last attempt at shutdown, so that a clean stop leaves nothing
+    /// behind when NATS is there; what is left stays for the next instance.
+    async fn last_attempt(&self) {
+        if !self.connected() {
+            tracing::info!("NATS is away: pending events stay in the outbox for the next instance");
+            return;
+        }
+        let last = tokio::time::timeout(self.settings.final_attempt, async {
             loop {
                 match self.round().await {
                     Ok(round) if round.claimed > 0 && round.failed == 0 => continue,
@@ -223,11 +239,22 @@ impl Relay {
         if last.await.is_err() {
             tracing::warn!("stopped with events still pending in the outbox");
         }
-        let _ = sampler.await;
     }
 
-    /// Claims a batch, publishes it (pipelined), waits for every ack, and
-    /// marks what was acknowledged.
+    /// A round under the round timeout. Dropping the round's future rolls
+    /// its claim back.
+    async fn bounded_round(&self) -> Result<Round, RoundError> {
+        match tokio::time::timeout(self.settings.round_timeout, self.round()).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                self.metrics.relay_rounds_abandoned.add(1, &[]);
+                Err(RoundError::TimedOut(self.settings.round_timeout))
+            }
+        }
+    }
+
+    /// Claims a batch, publishes it (pipelined), waits for every ack at
+    /// once, and marks what was acknowledged.
     async fn round(&self) -> Result<Round, RoundError> {
         let batch = self.store.claim_pending(self.settings.batch_size).await?;
         let mut round = Round {
@@ -237,24 +264,30 @@ impl Relay {
         if batch.events.is_empty() {
             return Ok(round);
         }
-        let mut acks = Vec::with_capacity(batch.events.len());
+        let mut sent = Vec::with_capacity(batch.events.len());
         for event in &batch.events {
             let span = publish_span(event);
-            let sent = self.publish(event).instrument(span.clone()).await;
-            acks.push((event, span, sent));
+            let ack = self.publish(event).instrument(span.clone()).await;
+            sent.push((event, span, ack));
         }
-        let mut published = Vec::with_capacity(acks.len());
-        let mut failed = Vec::new();
-        for (event, span, sent) in acks {
-            let result = match sent {
-                Ok(ack) => ack
-                    .into_future()
+        // Every acknowledgement is awaited at the same time: each is
+        // bounded, and one that never comes costs the round one timeout,
+        // not one per event.
+        let acks = join_all(sent.into_iter().map(|(event, span, ack)| async move {
+            let result = match ack {
+                Ok(ack) => std::future::IntoFuture::into_future(ack)
                     .instrument(span.clone())
                     .await
                     .map(|_| ())
                     .map_err(|e| (e.kind(), e.to_string())),
                 Err(e) => Err((e.kind(), e.to_string())),
             };
+            (event, span, result)
+        }))
+        .await;
+        let mut published = Vec::with_capacity(acks.len());
+        let mut failed = Vec::new();
+        for (event, span, result) in acks {
             let subject = KeyValue::new("messaging.destination.name", event.subject.clone());
             match result {
                 Ok(()) => {
@@ -307,17 +340,21 @@ impl Relay {
             Err(e) => tracing::warn!(error = %e, "cannot create the events stream yet"),
         }
     }
+}
 
-    async fn housekeeping(&self) {
-        match self.store.housekeeping(self.settings.retention).await {
-            Ok((keys, rows)) if keys + rows > 0 => tracing::debug!(
-                expired_keys = keys,
-                outbox_rows = rows,
-                "housekeeping deleted old rows"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
-        }
+/// Resolves when the connection is no longer the one given: it dropped, or
+/// a new one replaced it. Never resolves if the link's sender is gone.
+async fn changed(link: &mut watch::Receiver<Link>, was: Link) {
+    if link.wait_for(|now| *now != was).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Resolves when a connection newer than the one given is up.
+async fn reconnected(link: &mut watch::Receiver<Link>, was: Link) {
+    let back = |now: &Link| now.up && (now.connections > was.connections || !was.up);
+    if link.wait_for(back).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -346,27 +383,6 @@ fn publish_span(event: &PendingEvent) -> tracing::Span {
     span
 }
 
-/// Samples the outbox backlog for the metrics every few seconds.
-async fn sample_backlog(store: Store, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
-    use std::sync::atomic::Ordering;
-    loop {
-        if let Ok((count, oldest)) = store.outbox_backlog().await {
-            metrics
-                .gauges
-                .outbox_backlog
-                .store(u64::try_from(count).unwrap_or(0), Ordering::Relaxed);
-            metrics.gauges.outbox_oldest_ms.store(
-                u64::try_from(oldest.as_millis()).unwrap_or(u64::MAX),
-                Ordering::Relaxed,
-            );
-        }
-        tokio::select! {
-            () = stopped(&mut stop) => return,
-            () = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-    }
-}
-
 /// Exponential back-off from 100 ms up to `max`, with ±50 % jitter so that
 /// instances do not retry in step.
 fn backoff(failures: u32, max: Duration) -> Duration {
@@ -390,5 +406,28 @@ mod tests {
         }
         assert!(backoff(1, max) <= Duration::from_millis(150));
         assert!(backoff(12, max) >= Duration::from_secs(15));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_or_replaced_connection_is_noticed_and_a_new_one_wakes() {
+        let (tx, mut rx) = watch::channel(Link {
+            up: true,
+            connections: 1,
+        });
+        let was = *rx.borrow_and_update();
+        tx.send_modify(|l| l.up = false);
+        tokio::time::timeout(Duration::from_secs(1), changed(&mut rx, was))
+            .await
+            .expect("a drop is a change");
+        let down = *rx.borrow_and_update();
+        let waiting = tokio::time::timeout(Duration::from_millis(20), reconnected(&mut rx, down));
+        assert!(waiting.await.is_err(), "still down: no reconnection yet");
+        tx.send_modify(|l| {
+            l.up = true;
+            l.connections = 2;
+        });
+        tokio::time::timeout(Duration::from_secs(1), reconnected(&mut rx, down))
+            .await
+            .expect("a new connection wakes");
     }
 }
