@@ -21,7 +21,7 @@ export NATS_URL ?= nats://127.0.0.1:4222
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/beaker
 
 .PHONY: help build rules rules-js rules-py host run test unit lint fmt services services-down clean-data
-.PHONY: image dev profile bench deny check-deploy openapi api-fuzz test-faults fuzz
+.PHONY: image dev profile bench deny check-deploy openapi api-fuzz test-faults soak fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -73,10 +73,25 @@ test: ## The whole test suite (installs what is missing first)
 	cd examples/rules-js && node --test test/
 	$(NEXTEST) --no-fail-fast
 
-test-faults: ## The fault-injection and several-instances tests, one table of books per scenario (make test runs them too)
+# The fault campaigns: FAULT_RUNS runs of each scenario with fresh random
+# seeds (make test: 3), FAULT_SEED=0x... replays one run, FAULTS=NAME picks
+# the scenarios whose test name contains NAME.
+FAULT_RUNS ?= 3
+FAULTS ?=
+FAULT_FILTER := test(faults::)$(if $(FAULTS), and test($(FAULTS)))
+test-faults: ## The fault campaigns, one after another with their tables (FAULT_RUNS, FAULT_SEED, FAULTS)
 	@scripts/services.sh test
 	@$(MAKE) --no-print-directory build
-	$(NEXTEST) --no-capture -E 'test(faults::)'
+	@rm -rf target/test-output/campaigns
+	FAULT_RUNS=$(FAULT_RUNS) $(NEXTEST) --no-capture -E '$(FAULT_FILTER)'
+
+soak: ## The fault campaigns FAULT_RUNS times each (default 50), then the table of runs and failures per scenario
+	@scripts/services.sh test
+	@$(MAKE) --no-print-directory build
+	@rm -rf target/test-output/campaigns
+	@status=0; FAULT_RUNS=$(if $(filter command line environment,$(origin FAULT_RUNS)),$(FAULT_RUNS),50) \
+		$(NEXTEST) --profile soak --no-capture -E '$(FAULT_FILTER)' || status=$$?; \
+		cat target/test-output/campaigns/*.md 2>/dev/null; exit $$status
 
 FUZZ_EXAMPLES ?= 100
 api-fuzz: ## Fuzz the HTTP API with schemathesis (FUZZ_EXAMPLES cases per operation, default 100)

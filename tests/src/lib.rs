@@ -13,6 +13,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod campaign;
 pub mod faults;
 pub mod otlp;
 pub mod proxy;
@@ -567,6 +568,36 @@ impl Beaker {
             .find(|line| line["message"] == "gateway listening")
             .and_then(|line| line["addr"].as_str().map(|addr| format!("http://{addr}")))
             .ok_or_else(|| anyhow!("no gateway address in {}", self.log.display()))
+    }
+
+    /// Waits for a log line after the first `after` lines that satisfies
+    /// `matches`, and returns it with its index: the host's own word that
+    /// something happened (a reconnection, a swap) rather than a sleep.
+    pub async fn wait_for_log(
+        &self,
+        after: usize,
+        timeout: Duration,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Result<(usize, Value)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines = self.log_lines();
+            if let Some((index, line)) = lines
+                .into_iter()
+                .enumerate()
+                .skip(after)
+                .find(|(_, line)| matches(line))
+            {
+                return Ok((index, line));
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no matching log line within {timeout:?}; see {}",
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// The whole log as text.

@@ -23,4 +23,5 @@ mod properties;
 mod rules_lifecycle;
 mod sandbox;
 mod secure_nats;
+mod shutdown;
 mod stock;

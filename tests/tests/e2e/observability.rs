@@ -483,8 +483,46 @@ fn selected_metrics(expr: &str) -> Vec<String> {
     names
 }
 
+/// The `expr:` of every alert rule, from the rules file's YAML: one
+/// expression per rule, on its line or folded (`>-`) over the lines that
+/// follow it.
+fn alert_exprs(text: &str) -> Vec<String> {
+    let mut exprs = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some((indent, rest)) = line.split_once("expr:") else {
+            continue;
+        };
+        if !indent.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let rest = rest.trim();
+        if rest != ">-" && rest != ">" && rest != "|" {
+            exprs.push(rest.to_string());
+            continue;
+        }
+        let mut folded = Vec::new();
+        while let Some(next) = lines.peek() {
+            let depth = next.len() - next.trim_start().len();
+            if next.trim().is_empty() || depth <= indent.len() {
+                break;
+            }
+            folded.push(next.trim().to_string());
+            lines.next();
+        }
+        exprs.push(folded.join(" "));
+    }
+    exprs
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_queries_only_metrics_the_host_exports() -> Result<()> {
+async fn the_dashboard_and_the_alerts_query_only_metrics_the_host_exports() -> Result<()> {
+    assert_eq!(
+        alert_exprs(
+            "  - alert: A\n    expr: a > 1\n  - alert: B\n    expr: >-\n      b\n      unless c\n    for: 1m\n"
+        ),
+        vec!["a > 1", "b unless c"]
+    );
     assert_eq!(
         selected_metrics(
             r#"histogram_quantile(0.5, sum by (le, x) (rate(a_bucket{o!="b"}[1m]))) / clamp_min(max(c), 1e-9)"#
@@ -525,6 +563,11 @@ async fn the_dashboard_queries_only_metrics_the_host_exports() -> Result<()> {
         exprs.len() >= 10,
         "the dashboard has its queries: {exprs:?}"
     );
+    let alerts = alert_exprs(&std::fs::read_to_string(
+        workspace_root().join("deploy/prometheus/alerts.yml"),
+    )?);
+    assert!(alerts.len() >= 5, "the alert rules: {alerts:?}");
+    exprs.extend(alerts);
     let mut missing = Vec::new();
     for expr in &exprs {
         for metric in selected_metrics(expr) {

@@ -9,13 +9,16 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use base64::Engine;
 use beaker_tests::secure::{
     Authority, ConfigUser, Operator, Permissions, random_secret, seed, start_server, stranger,
     tls_config, token_config, users_config,
 };
-use beaker_tests::{Beaker, BeakerConfig, NatsServer, TestDb, beaker_bin, output_dir, wait_until};
+use beaker_tests::{
+    Beaker, BeakerConfig, NatsServer, TestDb, beaker_bin, metric_sum, output_dir, scrape_metrics,
+    wait_until,
+};
 use nkeys::KeyPair;
 
 /// The longest a refused start may take: the host reaches NATS after the
@@ -313,15 +316,20 @@ async fn without_permission_to_subscribe_to_its_subjects_the_host_says_so_and_st
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_permission_to_publish_events_the_host_logs_what_was_refused() -> Result<()> {
+async fn without_permission_to_publish_events_the_host_logs_what_was_refused_and_reports_the_stall()
+-> Result<()> {
     let name = "secure_no_events";
     let dir = fresh(name)?;
     let permissions = Permissions::documented_for_the_service()?.without("events.>");
     let (nats, password) = server_with_permissions(name, dir.path(), permissions)?;
     let db = TestDb::create().await?;
+    // A relay connected to NATS whose every publication is refused makes
+    // no progress: with a short stall threshold, it is reported at once.
     let config = BeakerConfig::new(name, &nats, &db)
         .env("NATS_USER", "service")
-        .env("NATS_PASSWORD", password.as_str());
+        .env("NATS_PASSWORD", password.as_str())
+        .env("BEAKER_OUTBOX_STALL_AFTER", "1s")
+        .env("BEAKER_OUTBOX_ROUND_TIMEOUT", "500ms");
     let beaker = Beaker::start(&config)?;
     let client = async_nats::ConnectOptions::with_user_and_password("caller".into(), password)
         .connect(nats.url())
@@ -349,6 +357,43 @@ async fn without_permission_to_publish_events_the_host_logs_what_was_refused() -
     .await?;
     // The event waits in the outbox for the permission.
     assert_eq!(db.pending_events().await?, 1);
+
+    // The stall is reported: a warning, the metric, /readyz; and the age of
+    // the oldest event keeps growing.
+    wait_until("the stall warning", Duration::from_secs(30), || {
+        let found = beaker.log_lines().iter().any(|line| {
+            line["level"] == "WARN"
+                && line["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("the outbox relay is connected to NATS"))
+        });
+        async move { Ok(found) }
+    })
+    .await?;
+    let first = scrape_metrics(&beaker).await?;
+    assert_eq!(metric_sum(&first, "beaker_outbox_relay_stalled", &[]), 1.0);
+    assert_eq!(metric_sum(&first, "beaker_outbox_backlog", &[]), 1.0);
+    let age = metric_sum(&first, "beaker_outbox_oldest_age_seconds", &[]);
+    assert!(age >= 1.0, "oldest age {age}");
+    wait_until("the age to move", Duration::from_secs(30), || {
+        let beaker = &beaker;
+        async move {
+            let now = scrape_metrics(beaker).await?;
+            Ok(metric_sum(&now, "beaker_outbox_oldest_age_seconds", &[]) >= age + 1.0)
+        }
+    })
+    .await?;
+    let ready = reqwest::get(format!(
+        "{}/readyz",
+        beaker.metrics_url().context("metrics address")?
+    ))
+    .await?;
+    // Requests are still served: the instance stays ready, and says why
+    // events are late.
+    assert_eq!(ready.status().as_u16(), 200);
+    let body: serde_json::Value = serde_json::from_str(&ready.text().await?)?;
+    let events = body["checks"]["events"].as_str().unwrap_or_default();
+    assert!(events.starts_with("stalled: 1 pending"), "{body}");
     Ok(())
 }
 
