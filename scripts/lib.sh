@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by the scripts under scripts/ (sourced, not run):
 #
 #   . "$(dirname "$0")/lib.sh"
