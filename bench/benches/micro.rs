@@ -11,9 +11,9 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use beaker::contract::schema::Schemas;
+use beaker::contract::wire::{Endpoint, Reply, StockRequest};
 use beaker::rules::{Allocation, Operation, Request, Rules, RulesEngine, SandboxLimits};
-use beaker::schema::Schemas;
-use beaker::wire::{Endpoint, Reply, StockRequest};
 use criterion::Criterion;
 use serde_json::Value;
 

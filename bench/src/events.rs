@@ -61,7 +61,7 @@ pub async fn measure(
     let client = nats::connect(url, "beaker-bench events").await?;
     let listener = nats::connect(url, "beaker-bench event listener").await?;
     let mut subscription = listener
-        .subscribe(beaker::wire::LOW_STOCK_SUBJECT)
+        .subscribe(beaker::contract::wire::LOW_STOCK_SUBJECT)
         .await
         .map_err(|e| BenchError::Nats(e.to_string()))?;
     listener

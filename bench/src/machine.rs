@@ -42,11 +42,10 @@ impl Machine {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|k| format!("Linux {}", k.trim()))
             .unwrap_or_else(|_| std::env::consts::OS.to_string());
-        let store = crate::sql::store(database_url, 1)?;
+        let mut db = crate::sql::connection(database_url).await?;
         let postgres: String = sqlx::query_scalar("SHOW server_version")
-            .fetch_one(store.pool())
+            .fetch_one(&mut db)
             .await?;
-        store.close().await;
         Ok(Machine {
             cores: std::thread::available_parallelism().map_or(0, usize::from),
             cpu,

@@ -66,7 +66,7 @@ pub fn classify(reply: &async_nats::Message) -> CallResult {
     let code = reply
         .headers
         .as_ref()
-        .and_then(|headers| headers.get(beaker::wire::ERROR_CODE_HEADER))
+        .and_then(|headers| headers.get(beaker::contract::wire::ERROR_CODE_HEADER))
         .map(|value| value.as_str().parse::<u16>().unwrap_or(500));
     match code {
         None => CallResult::Ok,

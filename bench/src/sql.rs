@@ -25,6 +25,14 @@ pub fn store(url: &str, connections: u32) -> Result<Store, BenchError> {
     })?)
 }
 
+/// A plain connection to the benchmark database, for the statements that
+/// are the benchmark's own (emptying and stocking the tables), not the
+/// service's.
+pub async fn connection(url: &str) -> Result<sqlx::PgConnection, BenchError> {
+    use sqlx::Connection;
+    Ok(sqlx::PgConnection::connect(url).await?)
+}
+
 /// Creates the database if needed and applies the host's migrations.
 pub async fn prepare(url: &str) -> Result<(), BenchError> {
     Store::ensure_database(url).await?;
@@ -44,9 +52,9 @@ pub async fn reset(
     event_phases: &[(usize, usize)],
     event_level: u32,
 ) -> Result<(), BenchError> {
-    let store = store(url, 1)?;
+    let mut db = connection(url).await?;
     sqlx::query("TRUNCATE inventory, stock_movements, outbox, idempotency")
-        .execute(store.pool())
+        .execute(&mut db)
         .await?;
     let mut skus: Vec<String> = (0..products.hot).map(mix::hot_sku).collect();
     skus.extend((0..products.cold).map(mix::cold_sku));
@@ -67,12 +75,11 @@ pub async fn reset(
     )
     .bind(&skus)
     .bind(&levels)
-    .execute(store.pool())
+    .execute(&mut db)
     .await?;
     sqlx::raw_sql("ANALYZE inventory, stock_movements")
-        .execute(store.pool())
+        .execute(&mut db)
         .await?;
-    store.close().await;
     Ok(())
 }
 
@@ -87,11 +94,7 @@ pub async fn baseline(
     let connections = u32::try_from(phase.concurrency).unwrap_or(u32::MAX);
     let store = store(url, connections)?;
     // Open every connection before the clock starts.
-    let mut warm = Vec::new();
-    for _ in 0..connections {
-        warm.push(store.pool().acquire().await?);
-    }
-    drop(warm);
+    store.open_connections(connections as usize).await?;
     let stamp = RulesStamp {
         name: "beaker-rules".into(),
         version: "0.1.0".into(),

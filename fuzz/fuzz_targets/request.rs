@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use beaker::schema::Schemas;
+use beaker::contract::schema::Schemas;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../properties/request.rs"]

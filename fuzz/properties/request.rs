@@ -11,10 +11,10 @@
 //! the short random run of `make test` (`tests/tests/e2e/properties.rs`).
 //! It panics on a violation: that is how both report one.
 
-use beaker::bounds::BOUNDS;
-use beaker::schema::Schemas;
-use beaker::service::decode_request;
-use beaker::wire::Endpoint;
+use beaker::contract::bounds::BOUNDS;
+use beaker::contract::schema::Schemas;
+use beaker::contract::wire::Endpoint;
+use beaker::inventory::decode_request;
 
 /// The service's default limit on request bodies.
 pub const MAX_REQUEST_BYTES: usize = 16384;

@@ -17,11 +17,11 @@
 use std::path::Path;
 
 use arbitrary::Arbitrary;
-use beaker::bounds::BOUNDS;
+use beaker::contract::bounds::BOUNDS;
+use beaker::contract::schema::Schemas;
+use beaker::contract::wire::{Endpoint, Reply};
+use beaker::inventory::rejected;
 use beaker::rules::{Event, Operation, Request, Rules, RulesEngine, SandboxLimits};
-use beaker::schema::Schemas;
-use beaker::service::rejected;
-use beaker::wire::{Endpoint, Reply};
 
 /// The rules component loaded in a sandbox, with what checking needs.
 pub struct Sandbox {

@@ -12,6 +12,9 @@ use opentelemetry::KeyValue;
 use opentelemetry::global;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 
+use tokio::sync::watch;
+
+use crate::nats::Link;
 use crate::rules::state::RulesState;
 use crate::store::Store;
 
@@ -28,8 +31,6 @@ pub struct Gauges {
     pub outbox_backlog: AtomicU64,
     /// Age of the oldest of them, in milliseconds.
     pub outbox_oldest_ms: AtomicU64,
-    /// 1 while the NATS connection is up.
-    pub nats_connected: AtomicU64,
     /// 1 while the outbox relay is connected but makes no progress.
     pub relay_stalled: AtomicU64,
 }
@@ -49,8 +50,6 @@ pub struct Metrics {
     pub events_published: Counter<u64>,
     /// `beaker.events.publish_failures`: publish attempts that failed.
     pub publish_failures: Counter<u64>,
-    /// `beaker.nats.reconnects`: NATS connections re-established.
-    pub nats_reconnects: Counter<u64>,
     /// `beaker.outbox.relay.rounds_abandoned`: relay rounds that took
     /// longer than their bound and were abandoned.
     pub relay_rounds_abandoned: Counter<u64>,
@@ -102,10 +101,6 @@ impl Metrics {
                 .u64_counter("beaker.events.publish_failures")
                 .with_description("Event publications that failed and will be retried")
                 .build(),
-            nats_reconnects: meter
-                .u64_counter("beaker.nats.reconnects")
-                .with_description("NATS connections re-established after a loss")
-                .build(),
             relay_rounds_abandoned: meter
                 .u64_counter("beaker.outbox.relay.rounds_abandoned")
                 .with_description(
@@ -125,19 +120,21 @@ impl Metrics {
         for kind in crate::rules::CallError::KINDS {
             metrics.violations.add(0, &[KeyValue::new("kind", kind)]);
         }
-        let events = KeyValue::new("messaging.destination.name", crate::wire::LOW_STOCK_SUBJECT);
+        let events = KeyValue::new(
+            "messaging.destination.name",
+            crate::contract::wire::LOW_STOCK_SUBJECT,
+        );
         metrics
             .events_published
             .add(0, std::slice::from_ref(&events));
         metrics.publish_failures.add(0, &[events]);
-        metrics.nats_reconnects.add(0, &[]);
         metrics.relay_rounds_abandoned.add(0, &[]);
         metrics
     }
 
     /// Registers the instruments read at collection time: the rules, the
     /// database pool, the outbox and the NATS connection.
-    pub fn observe(&self, rules: Arc<RulesState>, store: Store) {
+    pub fn observe(&self, rules: Arc<RulesState>, store: Store, link: watch::Receiver<Link>) {
         let meter = meter();
         let state = rules.clone();
         meter
@@ -150,7 +147,7 @@ impl Metrics {
                     &[
                         KeyValue::new("rules.name", active.name.clone()),
                         KeyValue::new("rules.version", active.version.clone()),
-                        KeyValue::new("rules.digest", active.digest.clone()),
+                        KeyValue::new("rules.digest", active.digest.to_string()),
                     ],
                 );
             })
@@ -191,23 +188,22 @@ impl Metrics {
                 }
             })
             .build();
-        let pool = store.pool().clone();
+        let pool = store.clone();
         meter
             .u64_observable_gauge("db.client.connection.count")
             .with_description("Database connections, by state (used or idle)")
             .with_callback(move |o| {
-                let size = u64::from(pool.size());
-                let idle = u64::try_from(pool.num_idle()).unwrap_or(0);
+                let stats = pool.pool_stats();
                 let pool_name = KeyValue::new("db.client.connection.pool.name", "beaker");
                 o.observe(
-                    size.saturating_sub(idle),
+                    stats.used,
                     &[
                         KeyValue::new("db.client.connection.state", "used"),
                         pool_name.clone(),
                     ],
                 );
                 o.observe(
-                    idle,
+                    stats.idle,
                     &[
                         KeyValue::new("db.client.connection.state", "idle"),
                         pool_name,
@@ -215,13 +211,12 @@ impl Metrics {
                 );
             })
             .build();
-        let pool = store.pool().clone();
         meter
             .u64_observable_gauge("db.client.connection.max")
             .with_description("Most connections the pool may open")
             .with_callback(move |o| {
                 o.observe(
-                    u64::from(pool.options().get_max_connections()),
+                    store.pool_stats().max,
                     &[KeyValue::new("db.client.connection.pool.name", "beaker")],
                 )
             })
@@ -242,11 +237,16 @@ impl Metrics {
                 o.observe(Duration::from_millis(ms).as_secs_f64(), &[])
             })
             .build();
-        let gauges = self.gauges.clone();
+        let state = link.clone();
         meter
             .u64_observable_gauge("beaker.nats.connected")
             .with_description("1 while the NATS connection is up, 0 otherwise")
-            .with_callback(move |o| o.observe(gauges.nats_connected.load(Ordering::Relaxed), &[]))
+            .with_callback(move |o| o.observe(u64::from(state.borrow().up), &[]))
+            .build();
+        meter
+            .u64_observable_counter("beaker.nats.reconnects")
+            .with_description("NATS connections re-established after a loss")
+            .with_callback(move |o| o.observe(link.borrow().connections.saturating_sub(1), &[]))
             .build();
         let gauges = self.gauges.clone();
         meter

@@ -32,7 +32,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::liveness::Liveness;
 use super::stream::{StreamSettings, ensure_stream};
 use crate::metrics::Metrics;
-use crate::nats::Link;
+use crate::nats::link::{self, Link};
 use crate::shutdown::stopped;
 use crate::store::{PendingEvent, Store, StoreError};
 
@@ -141,13 +141,13 @@ impl Relay {
                 tokio::select! {
                     () = stopped(&mut stop) => break,
                     () = tokio::time::sleep(backoff(failures, self.settings.max_backoff)) => {}
-                    () = reconnected(&mut link, connection) => failures = 0,
+                    () = link::back(&mut link, connection) => failures = 0,
                 }
                 continue;
             }
             let outcome = tokio::select! {
                 () = stopped(&mut stop) => break,
-                () = changed(&mut link, connection) => Err(RoundError::Reconnected),
+                () = link::replaced(&mut link, connection) => Err(RoundError::Reconnected),
                 outcome = self.bounded_round() => outcome,
             };
             let pause = match outcome {
@@ -198,7 +198,7 @@ impl Relay {
                     tokio::select! {
                         () = stopped(&mut stop) => break,
                         () = tokio::time::sleep(pause) => {}
-                        () = reconnected(&mut link, connection) => {
+                        () = link::back(&mut link, connection) => {
                             tracing::info!("NATS is back: relaying the outbox now");
                             failures = 0;
                         }
@@ -209,7 +209,7 @@ impl Relay {
                         () = stopped(&mut stop) => break,
                         () = self.wake.notified() => {}
                         () = tokio::time::sleep(self.settings.poll_interval) => {}
-                        () = reconnected(&mut link, connection) => {}
+                        () = link::back(&mut link, connection) => {}
                     }
                 }
             }
@@ -342,22 +342,6 @@ impl Relay {
     }
 }
 
-/// Resolves when the connection is no longer the one given: it dropped, or
-/// a new one replaced it. Never resolves if the link's sender is gone.
-async fn changed(link: &mut watch::Receiver<Link>, was: Link) {
-    if link.wait_for(|now| *now != was).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Resolves when a connection newer than the one given is up.
-async fn reconnected(link: &mut watch::Receiver<Link>, was: Link) {
-    let back = |now: &Link| now.up && (now.connections > was.connections || !was.up);
-    if link.wait_for(back).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
 /// The publish of one event: its own span (the relay works outside any
 /// request), linked to the request that committed the event.
 fn publish_span(event: &PendingEvent) -> tracing::Span {
@@ -375,7 +359,7 @@ fn publish_span(event: &PendingEvent) -> tracing::Span {
     );
     // A fresh trace, not the request's: the publish may happen much later.
     let _ = span.set_parent(opentelemetry::Context::new());
-    let origin = crate::telemetry::context_from_pairs(&event.headers);
+    let origin = crate::propagation::context_from_pairs(&event.headers);
     let origin = origin.span().span_context().clone();
     if origin.is_valid() {
         span.add_link(origin);
@@ -406,28 +390,5 @@ mod tests {
         }
         assert!(backoff(1, max) <= Duration::from_millis(150));
         assert!(backoff(12, max) >= Duration::from_secs(15));
-    }
-
-    #[tokio::test]
-    async fn a_dropped_or_replaced_connection_is_noticed_and_a_new_one_wakes() {
-        let (tx, mut rx) = watch::channel(Link {
-            up: true,
-            connections: 1,
-        });
-        let was = *rx.borrow_and_update();
-        tx.send_modify(|l| l.up = false);
-        tokio::time::timeout(Duration::from_secs(1), changed(&mut rx, was))
-            .await
-            .expect("a drop is a change");
-        let down = *rx.borrow_and_update();
-        let waiting = tokio::time::timeout(Duration::from_millis(20), reconnected(&mut rx, down));
-        assert!(waiting.await.is_err(), "still down: no reconnection yet");
-        tx.send_modify(|l| {
-            l.up = true;
-            l.connections = 2;
-        });
-        tokio::time::timeout(Duration::from_secs(1), reconnected(&mut rx, down))
-            .await
-            .expect("a new connection wakes");
     }
 }

@@ -18,10 +18,10 @@ use async_nats::jetstream::{self, Context};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
+use super::digest::Digest;
 use super::state::RulesState;
 
 /// The object naming the active rules.
@@ -34,7 +34,7 @@ const HISTORY: usize = 20;
 /// A component, by digest, with what it says of itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pointer {
-    pub digest: String,
+    pub digest: Digest,
     pub name: String,
     pub version: String,
     pub deployed_at: DateTime<Utc>,
@@ -77,13 +77,13 @@ pub enum BucketError {
     #[error("cannot write {object} to the rules bucket: {reason}")]
     Write { object: String, reason: String },
     #[error("component {digest} in the bucket does not match its digest")]
-    Corrupt { digest: String },
+    Corrupt { digest: Digest },
     #[error("{object} in the rules bucket is not valid: {reason}")]
     Invalid { object: String, reason: String },
 }
 
 /// The object name of a component.
-pub fn component_object(digest: &str) -> String {
+pub fn component_object(digest: &Digest) -> String {
     format!("components/{digest}")
 }
 
@@ -182,23 +182,23 @@ pub async fn write_json<T: Serialize>(
 
 /// Fetches a component and checks that its bytes have the digest it is
 /// stored under.
-pub async fn fetch_component(store: &ObjectStore, digest: &str) -> Result<Vec<u8>, BucketError> {
+pub async fn fetch_component(store: &ObjectStore, digest: &Digest) -> Result<Vec<u8>, BucketError> {
     let name = component_object(digest);
     let bytes = read(store, &name).await?.ok_or_else(|| BucketError::Read {
         object: name.clone(),
         reason: "not found".into(),
     })?;
-    if super::hex(&Sha256::digest(&bytes)) != digest {
+    if Digest::of(&bytes) != *digest {
         return Err(BucketError::Corrupt {
-            digest: digest.to_string(),
+            digest: digest.clone(),
         });
     }
     Ok(bytes)
 }
 
 /// Stores a component under its digest (a no-op if it is already there).
-pub async fn store_component(store: &ObjectStore, bytes: &[u8]) -> Result<String, BucketError> {
-    let digest = super::hex(&Sha256::digest(bytes));
+pub async fn store_component(store: &ObjectStore, bytes: &[u8]) -> Result<Digest, BucketError> {
+    let digest = Digest::of(bytes);
     let name = component_object(&digest);
     if store.info(&name).await.is_err() {
         write(store, &name, bytes).await?;

@@ -8,7 +8,6 @@
 //! compile, does not fit the world, or fails its smoke test is refused and
 //! the active rules stay.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -16,7 +15,8 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 
-use super::{Decision, LoadError, Rejection, Request, Rules, RulesEngine};
+use super::report::{RefusalReport, RulesReport, ShadowReport};
+use super::{Decision, Digest, LoadError, Rejection, Request, Rules, RulesEngine};
 
 /// How many loaded components are kept compiled, so that swapping back
 /// (a rollback, a promote) costs no compilation.
@@ -28,7 +28,7 @@ const MAX_SHADOW_IN_FLIGHT: usize = 64;
 /// A refused candidate, as reported by `beaker rules status`.
 #[derive(Debug, Clone)]
 pub struct Refusal {
-    pub digest: String,
+    pub digest: Digest,
     pub origin: String,
     pub reason: String,
     pub at: DateTime<Utc>,
@@ -112,7 +112,7 @@ impl RulesState {
     /// Compiles (or finds in the cache), checks and smoke-tests a
     /// candidate. Does not change what serves.
     pub async fn prepare(&self, bytes: &[u8]) -> Result<Arc<Rules>, LoadError> {
-        let digest = super::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes));
+        let digest = Digest::of(bytes);
         if let Some(cached) = self.cached(&digest) {
             return Ok(cached);
         }
@@ -124,9 +124,9 @@ impl RulesState {
         Ok(rules)
     }
 
-    fn cached(&self, digest: &str) -> Option<Arc<Rules>> {
+    fn cached(&self, digest: &Digest) -> Option<Arc<Rules>> {
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        cache.iter().find(|r| r.digest == digest).cloned()
+        cache.iter().find(|r| r.digest == *digest).cloned()
     }
 
     /// Makes a candidate the active rules if it passes every check;
@@ -143,8 +143,8 @@ impl RulesState {
                         origin,
                         rules = %rules.name,
                         rules_version = %rules.version,
-                        digest = %rules.short_digest(),
-                        previous = %previous.short_digest(),
+                        digest = %rules.digest.short(),
+                        previous = %previous.digest.short(),
                         "rules swapped"
                     );
                 }
@@ -179,7 +179,7 @@ impl RulesState {
                         origin,
                         rules = %rules.name,
                         rules_version = %rules.version,
-                        digest = %rules.short_digest(),
+                        digest = %rules.digest.short(),
                         "shadow rules loaded: deciding beside the active rules, applying nothing"
                     );
                 }
@@ -195,16 +195,16 @@ impl RulesState {
     /// Stops the shadow.
     pub fn clear_shadow(&self) {
         if let Some(old) = self.shadow.swap(None) {
-            tracing::info!(digest = %old.short_digest(), "shadow rules stopped");
+            tracing::info!(digest = %old.digest.short(), "shadow rules stopped");
         }
     }
 
     fn refuse(&self, bytes: &[u8], origin: &str, error: &LoadError) {
-        let digest = super::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes));
+        let digest = Digest::of(bytes);
         self.stats.refusals.fetch_add(1, Ordering::Relaxed);
         tracing::error!(
             origin,
-            digest = %digest.get(..12).unwrap_or(&digest),
+            digest = %digest.short(),
             error = %error,
             "rules candidate refused; the active rules stay"
         );
@@ -258,13 +258,13 @@ impl RulesState {
                         current = ?current,
                         active = %describe_outcome(&active),
                         shadow = %describe_outcome(&outcome),
-                        shadow_digest = %shadow.short_digest(),
+                        shadow_digest = %shadow.digest.short(),
                         "shadow rules diverge"
                     );
                 }
                 Err(e) => {
                     stats.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, shadow_digest = %shadow.short_digest(), "shadow rules failed");
+                    tracing::warn!(error = %e, shadow_digest = %shadow.digest.short(), "shadow rules failed");
                 }
             }
         });
@@ -276,48 +276,37 @@ impl RulesState {
     }
 
     /// What `$SRV.INFO` reports about the rules.
-    pub fn metadata(&self) -> BTreeMap<String, String> {
-        let mut map = BTreeMap::new();
+    pub fn report(&self) -> RulesReport {
         let active = self.active();
-        map.insert("rules_name".into(), active.name.clone());
-        map.insert("rules_version".into(), active.version.clone());
-        map.insert("rules_digest".into(), active.digest.clone());
-        map.insert("rules_since".into(), active.loaded_at.to_rfc3339());
-        map.insert(
-            "rules_origin".into(),
-            self.active_origin
+        let shadow = self.shadow().map(|shadow| {
+            let stats = self.shadow_stats();
+            ShadowReport {
+                name: shadow.name.clone(),
+                version: shadow.version.clone(),
+                digest: shadow.digest.clone(),
+                agreements: stats.agreements.load(Ordering::Relaxed),
+                divergences: stats.divergences.load(Ordering::Relaxed),
+                failures: stats.failures.load(Ordering::Relaxed),
+                skipped: stats.skipped.load(Ordering::Relaxed),
+            }
+        });
+        RulesReport {
+            name: active.name.clone(),
+            version: active.version.clone(),
+            digest: active.digest.clone(),
+            since: active.loaded_at.to_rfc3339(),
+            origin: self
+                .active_origin
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
-        );
-        if let Some(shadow) = self.shadow() {
-            let stats = self.shadow_stats();
-            map.insert("shadow_name".into(), shadow.name.clone());
-            map.insert("shadow_version".into(), shadow.version.clone());
-            map.insert("shadow_digest".into(), shadow.digest.clone());
-            map.insert(
-                "shadow_agreements".into(),
-                stats.agreements.load(Ordering::Relaxed).to_string(),
-            );
-            map.insert(
-                "shadow_divergences".into(),
-                stats.divergences.load(Ordering::Relaxed).to_string(),
-            );
-            map.insert(
-                "shadow_failures".into(),
-                stats.failures.load(Ordering::Relaxed).to_string(),
-            );
-            map.insert(
-                "shadow_skipped".into(),
-                stats.skipped.load(Ordering::Relaxed).to_string(),
-            );
+            shadow,
+            refused: self.last_refusal().map(|refusal| RefusalReport {
+                digest: refusal.digest,
+                reason: refusal.reason,
+                at: refusal.at.to_rfc3339(),
+            }),
         }
-        if let Some(refusal) = self.last_refusal() {
-            map.insert("rules_refused_digest".into(), refusal.digest);
-            map.insert("rules_refused_reason".into(), refusal.reason);
-            map.insert("rules_refused_at".into(), refusal.at.to_rfc3339());
-        }
-        map
     }
 }
 

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+use super::digest::Digest;
 use super::state::RulesState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,7 @@ async fn stamp(path: &PathBuf) -> Option<Stamp> {
 pub async fn follow_file(
     path: PathBuf,
     interval: Duration,
-    loaded_digest: String,
+    loaded_digest: Digest,
     state: Arc<RulesState>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -81,7 +81,7 @@ pub async fn follow_file(
                 continue;
             }
         };
-        let digest = super::hex(&Sha256::digest(&bytes));
+        let digest = Digest::of(&bytes);
         if digest == last_digest {
             continue;
         }

@@ -6,20 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+use beaker::contract::schema::Schemas;
+use beaker::contract::wire::Endpoint;
+use beaker::inventory::{GroupCommitSettings, Inventory, InventoryLimits, Parts};
 use beaker::metrics::Metrics;
-use beaker::micro::{Identity, Registry};
 use beaker::rules::state::RulesState;
 use beaker::rules::{RulesEngine, SandboxLimits};
-use beaker::schema::Schemas;
-use beaker::service::{GroupCommitSettings, Parts, Service, ServiceLimits};
 use beaker::store::{DbConfig, Store};
-use beaker::wire::Endpoint;
-use beaker_tests::{NatsServer, TestDb, TestEnv, default_rules};
+use beaker_tests::{TestDb, TestEnv, default_rules};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-/// A service in this process against `db`, with or without group commit.
-async fn service(db: &TestDb, nats: &NatsServer, group: bool) -> Result<Arc<Service>> {
+/// The inventory core in this process against `db`, with or without group
+/// commit: no NATS client, no transport, the requests handed over directly.
+async fn inventory(db: &TestDb, group: bool) -> Result<Arc<Inventory>> {
     let store = Store::connect_lazy(&DbConfig {
         url: db.url.clone(),
         max_connections: 4,
@@ -29,20 +29,11 @@ async fn service(db: &TestDb, nats: &NatsServer, group: bool) -> Result<Arc<Serv
     store.migrate().await?;
     let engine = RulesEngine::new(SandboxLimits::default())?;
     let rules = engine.load_file(&default_rules()).await?;
-    let identity = Identity {
-        name: "beaker".into(),
-        id: "group-commit-test".into(),
-        version: "0".into(),
-        description: String::new(),
-        queue_group: "q".into(),
-    };
-    Ok(Service::new(Parts {
+    Ok(Inventory::new(Parts {
         schemas: Schemas::compile()?,
         store,
         rules: Arc::new(RulesState::new(engine, rules, "file")),
-        client: async_nats::connect(nats.url()).await?,
-        registry: Registry::new(identity, Box::new(std::collections::BTreeMap::new)),
-        limits: ServiceLimits {
+        limits: InventoryLimits {
             max_request_bytes: 16384,
             max_in_flight: 64,
             idempotency_ttl: Duration::from_secs(3600),
@@ -102,10 +93,9 @@ async fn books(db: &TestDb) -> Result<Vec<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_gives_exactly_what_the_same_requests_give_one_by_one() -> Result<()> {
-    let nats = NatsServer::start("group_commit_equivalence")?;
     let (grouped_db, alone_db) = (TestDb::create().await?, TestDb::create().await?);
-    let grouped = service(&grouped_db, &nats, true).await?;
-    let alone = service(&alone_db, &nats, false).await?;
+    let grouped = inventory(&grouped_db, true).await?;
+    let alone = inventory(&alone_db, false).await?;
     // Each service's own rules: a component is compiled for one engine.
     let (group_rules, alone_rules) = (grouped.rules().active(), alone.rules().active());
     let mut rng = fastrand::Rng::with_seed(7);

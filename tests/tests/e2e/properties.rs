@@ -14,9 +14,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 
 use arbitrary::{Arbitrary, Unstructured};
-use beaker::bounds::BOUNDS;
-use beaker::schema::Schemas;
-use beaker::wire::Endpoint;
+use beaker::contract::bounds::BOUNDS;
+use beaker::contract::schema::Schemas;
+use beaker::contract::wire::Endpoint;
 use beaker_tests::{default_rules, output_dir, workspace_root};
 
 #[path = "../../../fuzz/properties/request.rs"]

@@ -1,18 +1,77 @@
 //! Connecting to NATS with the configured authentication and TLS, and
-//! noticing what the server refuses once connected.
+//! following the connection afterwards: its state ([`Link`]) for the parts
+//! that must react when it drops or comes back, and the permission
+//! violations the server reports ([`refusals`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+mod credentials;
+pub mod link;
+pub mod refusals;
+
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectErrorKind, ConnectOptions, Event, ServerError};
-use base64::Engine;
-use futures::StreamExt;
-use percent_encoding::percent_decode_str;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
-use crate::config::NatsArgs;
-use crate::metrics::Metrics;
+use credentials::{
+    Presented, UrlCredentials, is_tls_failure, url_credentials, workload_credentials,
+};
+pub use link::Link;
+pub use refusals::{Refusals, confirm};
+
+/// How to reach NATS, and as whom: resolved from the configuration (an
+/// empty setting counts as not given). Its `Debug` never shows a secret.
+#[derive(Clone, Default)]
+pub struct NatsSettings {
+    /// Server URL(s), comma-separated.
+    pub servers: String,
+    pub creds: Option<PathBuf>,
+    pub nkey: Option<String>,
+    pub token: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_required: bool,
+    /// A Synadia Cloud workload's JWT (base64) and nkey seed.
+    pub workload_jwt: Option<String>,
+    pub workload_nkey: Option<String>,
+    /// How long to keep trying to reach a server at start.
+    pub connect_timeout: Duration,
+}
+
+impl NatsSettings {
+    /// Whether credentials other than the workload's were given; those win.
+    pub fn has_own_credentials(&self) -> bool {
+        self.creds.is_some()
+            || self.nkey.is_some()
+            || self.token.is_some()
+            || self.user.as_deref().is_some_and(|u| !u.trim().is_empty())
+    }
+}
+
+impl std::fmt::Debug for NatsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let given = |v: &Option<String>| v.as_ref().map(|_| "***");
+        f.debug_struct("NatsSettings")
+            .field("servers", &redact_nats_urls(&self.servers))
+            .field("creds", &self.creds)
+            .field("nkey", &given(&self.nkey))
+            .field("token", &given(&self.token))
+            .field("user", &self.user)
+            .field("password", &given(&self.password))
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("tls_required", &self.tls_required)
+            .field("workload_jwt", &given(&self.workload_jwt))
+            .field("workload_nkey", &given(&self.workload_nkey))
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
 
 /// Why the connection could not be made, or what the server refused.
 /// No variant carries a secret: a credential is named by the setting that
@@ -54,111 +113,15 @@ pub enum NatsError {
     NoEcho(Duration),
     #[error(
         "the NATS server refused what the service needs: {}; give its NATS user the \
-         permissions the README lists under \"NATS permissions\"",
+         permissions listed in docs/operations.md#nats-permissions",
         .0.join("; ")
     )]
     Forbidden(Vec<String>),
 }
 
-/// The permission violations the server reported on one connection.
-///
-/// The server answers a refused subscription or publication with an
-/// asynchronous `-ERR`, not with an error of the call that caused it, so
-/// a missing permission would otherwise only show as a service that never
-/// receives requests, or as requests that time out.
-#[derive(Debug, Default)]
-pub struct Refusals {
-    seen: Mutex<Vec<String>>,
-    arrived: Notify,
-}
-
-impl Refusals {
-    /// Every refusal so far, as the server worded it.
-    pub fn all(&self) -> Vec<String> {
-        self.seen
-            .lock()
-            .map(|seen| seen.clone())
-            .unwrap_or_default()
-    }
-
-    fn record(&self, what: String) {
-        if let Ok(mut seen) = self.seen.lock()
-            && !seen.contains(&what)
-        {
-            seen.push(what);
-        }
-        self.arrived.notify_waiters();
-    }
-}
-
-/// How long the event callback gets to hand over a refusal the server
-/// reported before a round trip completed. The refusal is already queued
-/// for the callback, which runs as a task of its own; this bounds the wait
-/// for that task to be scheduled.
-const REFUSAL_HANDOVER: Duration = Duration::from_millis(50);
-
-/// Makes sure the server has taken every subscription and publication made
-/// so far on `client`, and fails with what it refused. A message sent to
-/// the client's own inbox comes back only after the server has answered
-/// everything sent before it, refusals included.
-pub async fn confirm(
-    client: &Client,
-    refusals: &Refusals,
-    timeout: Duration,
-) -> Result<(), NatsError> {
-    let inbox = client.new_inbox();
-    let lost = |e: &dyn std::fmt::Display| NatsError::Connect {
-        url: "the connected server".to_string(),
-        reason: e.to_string(),
-    };
-    let mut echo = client
-        .subscribe(inbox.clone())
-        .await
-        .map_err(|e| lost(&e))?;
-    client
-        .publish(inbox, bytes::Bytes::new())
-        .await
-        .map_err(|e| lost(&e))?;
-    client.flush().await.map_err(|e| lost(&e))?;
-    let returned = tokio::time::timeout(timeout, echo.next()).await;
-    let _ = echo.unsubscribe().await;
-    // Wait for the first refusal, then for the callback to hand over the
-    // others the server reported with it.
-    let mut wait = match refusals.all().is_empty() {
-        true => REFUSAL_HANDOVER,
-        false => REFUSAL_HANDOVER / 5,
-    };
-    while tokio::time::timeout(wait, refusals.arrived.notified())
-        .await
-        .is_ok()
-    {
-        wait = REFUSAL_HANDOVER / 5;
-    }
-    let refused = refusals.all();
-    if !refused.is_empty() {
-        return Err(NatsError::Forbidden(refused));
-    }
-    match returned {
-        Ok(Some(_)) => Ok(()),
-        _ => Err(NatsError::NoEcho(timeout)),
-    }
-}
-
-/// The state of the NATS connection, as the client's events report it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Link {
-    /// Whether the connection is up.
-    pub up: bool,
-    /// Connections made so far: a change means a new connection, on which
-    /// nothing sent on the old one will be answered.
-    pub connections: u64,
-}
-
 /// Who is told what happens to the connection.
 #[derive(Debug, Clone, Default)]
 pub struct Observers {
-    /// The connection metrics.
-    pub metrics: Option<Arc<Metrics>>,
     /// Permission violations the server reports.
     pub refusals: Option<Arc<Refusals>>,
     /// The connection's [`Link`] state, for work that must react the moment
@@ -166,16 +129,16 @@ pub struct Observers {
     pub link: Option<Arc<watch::Sender<Link>>>,
 }
 
-/// Connects, retrying with back-off for up to `--nats-connect-timeout-ms`
+/// Connects, retrying with back-off for up to the connect timeout
 /// (services often start in any order), then failing with a clear message.
 /// Refused credentials and failed TLS are not retried: waiting does not
 /// mend them. Connection events go to `observers`.
 pub async fn connect(
-    args: &NatsArgs,
+    args: &NatsSettings,
     client_name: &str,
     observers: Observers,
 ) -> Result<Client, NatsError> {
-    let deadline = Instant::now() + Duration::from_millis(args.connect_timeout_ms);
+    let deadline = Instant::now() + args.connect_timeout;
     let mut pause = Duration::from_millis(100);
     let mut warned = false;
     loop {
@@ -196,121 +159,28 @@ pub async fn connect(
 
 /// One attempt, for the client commands: fails at once when NATS is not
 /// there.
-pub async fn connect_once(args: &NatsArgs, client_name: &str) -> Result<Client, NatsError> {
+pub async fn connect_once(args: &NatsSettings, client_name: &str) -> Result<Client, NatsError> {
     connect_with(args, client_name, Observers::default()).await
 }
 
-/// The credentials a connection presents, for messages that must say which
-/// ones were refused without showing them.
-#[derive(Debug)]
-enum Presented {
-    CredsFile(String),
-    Workload,
-    Nkey,
-    Token,
-    UserPassword(String),
-    UrlUserPassword(String),
-    UrlToken,
-    Nothing,
-}
-
-impl Presented {
-    fn describe(&self) -> (String, &'static str) {
-        match self {
-            Self::CredsFile(path) => (
-                format!("the credentials file {path}"),
-                "NATS_CREDS (is its user signed by an account the server trusts?)",
-            ),
-            Self::Workload => (
-                "the workload's JWT and nkey seed".to_string(),
-                "NEX_WORKLOAD_NATS_B64_JWT and NEX_WORKLOAD_NATS_NKEY",
-            ),
-            Self::Nkey => ("an nkey seed".to_string(), "NATS_NKEY"),
-            Self::Token => ("a token".to_string(), "NATS_TOKEN"),
-            Self::UserPassword(user) => (
-                format!("user {user} with a password"),
-                "NATS_USER and NATS_PASSWORD",
-            ),
-            Self::UrlUserPassword(user) => (
-                format!("user {user} with the password in the server URL"),
-                "the user and password in NATS_URL",
-            ),
-            Self::UrlToken => (
-                "the token in the server URL".to_string(),
-                "the token in NATS_URL",
-            ),
-            Self::Nothing => (
-                "no credentials".to_string(),
-                "NATS_CREDS, NATS_NKEY, NATS_TOKEN, or NATS_USER and NATS_PASSWORD",
-            ),
-        }
-    }
-}
-
-/// A credentials file's text made of a workload's JWT (base64-encoded, as
-/// Synadia Cloud passes it; a bare JWT is taken as it is) and seed.
-fn workload_credentials(b64_jwt: &str, seed: &str) -> Result<String, NatsError> {
-    let packed: String = b64_jwt.chars().filter(|c| !c.is_whitespace()).collect();
-    let looks_like_jwt = |text: &str| text.starts_with("eyJ") && text.split('.').count() == 3;
-    let jwt = if looks_like_jwt(&packed) {
-        packed
-    } else {
-        use base64::engine::general_purpose::{
-            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
-        };
-        [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
-            .iter()
-            .find_map(|engine| engine.decode(&packed).ok())
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .map(|text| text.trim().to_string())
-            .filter(|text| looks_like_jwt(text))
-            .ok_or(NatsError::Workload(
-                "NEX_WORKLOAD_NATS_B64_JWT is not a base64-encoded JWT",
-            ))?
-    };
-    let seed = seed.trim();
-    if !seed.starts_with("SU") {
-        return Err(NatsError::Workload(
-            "NEX_WORKLOAD_NATS_NKEY is not a user nkey seed (one starts with SU)",
-        ));
-    }
-    Ok(format!(
-        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
-         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
-    ))
-}
-
-/// Whether a failed connection failed in TLS: rustls reports a refused
-/// certificate as an I/O error of the handshake or of the first read.
-fn is_tls_failure(error: &async_nats::ConnectError) -> bool {
-    if error.kind() == ConnectErrorKind::Tls {
-        return true;
-    }
-    let text = error.to_string().to_lowercase();
-    ["certificate", "fatal alert", "handshake"]
-        .iter()
-        .any(|word| text.contains(word))
-}
-
 async fn connect_with(
-    args: &NatsArgs,
+    args: &NatsSettings,
     client_name: &str,
     observers: Observers,
 ) -> Result<Client, NatsError> {
-    let connections = Arc::new(AtomicU64::new(0));
-    let servers_text = args.servers();
+    let servers_text = args.servers.as_str();
     let mut options = ConnectOptions::new()
         .name(client_name)
-        .connection_timeout(Duration::from_millis(
-            args.connect_timeout_ms.clamp(100, 5000),
-        ))
+        .connection_timeout(
+            args.connect_timeout
+                .clamp(Duration::from_millis(100), Duration::from_secs(5)),
+        )
         .event_callback(move |event| {
             let observers = observers.clone();
-            let connections = connections.clone();
-            async move { on_event(event, &observers, &connections) }
+            async move { on_event(event, &observers) }
         });
     let mut presented = Presented::Nothing;
-    if let Some(path) = args.creds.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+    if let Some(path) = args.creds.as_ref() {
         options =
             options
                 .credentials_file(path)
@@ -421,40 +291,11 @@ async fn connect_with(
     })
 }
 
-/// Credentials written into a server URL.
-#[derive(Debug, PartialEq, Eq)]
-enum UrlCredentials {
-    UserPassword(String, String),
-    Token(String),
-}
-
-/// The user info of the first server URL that has one, percent-decoded.
-fn url_credentials(urls: &str) -> Option<UrlCredentials> {
-    let decode = |text: &str| percent_decode_str(text).decode_utf8_lossy().into_owned();
-    urls.split(',').find_map(|u| {
-        let parsed = url::Url::parse(u.trim()).ok()?;
-        let user = parsed.username();
-        if user.is_empty() {
-            return None;
-        }
-        Some(match parsed.password() {
-            Some(password) => UrlCredentials::UserPassword(decode(user), decode(password)),
-            None => UrlCredentials::Token(decode(user)),
-        })
-    })
-}
-
-/// Logs connection events, keeps the connection metrics, and records
+/// Logs connection events, keeps the [`Link`] state, and records
 /// permission violations.
-fn on_event(event: Event, observers: &Observers, connections: &AtomicU64) {
-    let metrics = observers.metrics.as_deref();
+fn on_event(event: Event, observers: &Observers) {
     let refusals = observers.refusals.as_deref();
     let connected = |up: bool| {
-        if let Some(m) = metrics {
-            m.gauges
-                .nats_connected
-                .store(u64::from(up), Ordering::Relaxed);
-        }
         if let Some(link) = &observers.link {
             link.send_modify(|link| {
                 link.up = up;
@@ -466,11 +307,6 @@ fn on_event(event: Event, observers: &Observers, connections: &AtomicU64) {
     };
     match event {
         Event::Connected => {
-            if connections.fetch_add(1, Ordering::Relaxed) > 0
-                && let Some(m) = metrics
-            {
-                m.nats_reconnects.add(1, &[]);
-            }
             tracing::info!("NATS connection (re-)established");
             connected(true);
         }
@@ -484,7 +320,7 @@ fn on_event(event: Event, observers: &Observers, connections: &AtomicU64) {
             tracing::error!(
                 refused = %text,
                 "NATS refused an operation: the service's NATS user lacks a permission \
-                 (the README lists them under \"NATS permissions\")"
+                 (docs/operations.md#nats-permissions lists them)"
             );
             if let Some(refusals) = refusals {
                 refusals.record(text);
@@ -546,35 +382,5 @@ mod tests {
             redact_nats_urls("nats://127.0.0.1:4222"),
             "nats://127.0.0.1:4222"
         );
-    }
-
-    const JWT: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.eyJzdWIiOiJVIn0.c2ln";
-    const SEED: &str = "SUAIO3FHUX5PNV2LQIIP7TZ3N4L7TX3W53MQGEIVYFIGA635OZCKEYHFLM";
-
-    #[test]
-    fn workload_jwt_is_taken_base64_encoded_in_any_alphabet_or_bare() {
-        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-        for given in [
-            STANDARD.encode(JWT),
-            STANDARD.encode(format!("{JWT}\n")),
-            URL_SAFE_NO_PAD.encode(JWT),
-            JWT.to_string(),
-        ] {
-            let text = workload_credentials(&given, SEED).expect("accepted");
-            assert!(text.contains(&format!("\n{JWT}\n")), "{given}: {text}");
-            assert!(text.contains(&format!("\n{SEED}\n")), "{given}: {text}");
-            assert!(ConnectOptions::with_credentials(&text).is_ok(), "{text}");
-        }
-    }
-
-    #[test]
-    fn unusable_workload_credentials_are_refused_without_showing_them() {
-        for (jwt, seed) in [("not base64!", SEED), (JWT, "SAAnot-a-user-seed")] {
-            let error = workload_credentials(jwt, seed)
-                .expect_err("refused")
-                .to_string();
-            assert!(error.contains("NEX_WORKLOAD_NATS_"), "{error}");
-            assert!(!error.contains(seed) && !error.contains(jwt), "{error}");
-        }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use serde_json::Value;
 
-use crate::schema::embedded;
+use crate::contract::schema::embedded;
 
 /// Bounds every request and every decision must respect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

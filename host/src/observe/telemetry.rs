@@ -22,7 +22,6 @@
 use std::io::IsTerminal;
 
 use opentelemetry::global;
-use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
@@ -34,7 +33,17 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::LogFormat;
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON otherwise.
+    #[default]
+    Auto,
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Why telemetry could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -268,59 +277,4 @@ impl Telemetry {
         }
         let _ = self.meter_provider.shutdown();
     }
-}
-
-/// Reads W3C trace context from NATS headers.
-pub struct HeaderExtractor<'a>(pub &'a async_nats::HeaderMap);
-
-impl Extractor for HeaderExtractor<'_> {
-    /// Header names compare without case: HTTP gateways may change it.
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(name, _)| AsRef::<str>::as_ref(*name).eq_ignore_ascii_case(key))
-            .and_then(|(_, values)| values.first())
-            .map(|v| v.as_str())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.iter().map(|(k, _)| k.as_ref()).collect()
-    }
-}
-
-/// Writes W3C trace context as (name, value) pairs, e.g. into the outbox.
-#[derive(Debug, Default)]
-pub struct PairInjector(pub Vec<(String, String)>);
-
-impl Injector for PairInjector {
-    fn set(&mut self, key: &str, value: String) {
-        self.0.push((key.to_string(), value));
-    }
-}
-
-/// The trace context of the current span as `traceparent`/`tracestate`
-/// pairs.
-pub fn current_trace_headers() -> Vec<(String, String)> {
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let context = tracing::Span::current().context();
-    let mut injector = PairInjector::default();
-    global::get_text_map_propagator(|p| p.inject_context(&context, &mut injector));
-    injector.0
-}
-
-/// Trace context from (name, value) pairs.
-pub fn context_from_pairs(pairs: &[(String, String)]) -> opentelemetry::Context {
-    struct Pairs<'a>(&'a [(String, String)]);
-    impl Extractor for Pairs<'_> {
-        fn get(&self, key: &str) -> Option<&str> {
-            self.0
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                .map(|(_, v)| v.as_str())
-        }
-        fn keys(&self) -> Vec<&str> {
-            self.0.iter().map(|(k, _)| k.as_str()).collect()
-        }
-    }
-    global::get_text_map_propagator(|p| p.extract(&Pairs(pairs)))
 }

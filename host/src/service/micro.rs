@@ -15,10 +15,11 @@ use std::time::Duration;
 use async_nats::{Client, Subscriber};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::wire::Endpoint;
+use crate::contract::wire::Endpoint;
+use crate::rules::report::{ReportError, RulesReport};
 
 /// The prefix of every discovery subject.
 const API_PREFIX: &str = "$SRV";
@@ -225,7 +226,7 @@ pub enum Verb {
 }
 
 impl Verb {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Verb::Ping => "PING",
             Verb::Info => "INFO",
@@ -298,4 +299,62 @@ pub async fn serve(
 /// A fresh instance id, as NATS micro expects (alphanumeric, unique).
 pub fn new_instance_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// An instance's `$SRV.INFO` reply, as a client reads it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InstanceInfo {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub metadata: serde_json::Value,
+}
+
+impl InstanceInfo {
+    /// What the instance reports about its rules.
+    pub fn rules(&self) -> Result<RulesReport, ReportError> {
+        RulesReport::from_metadata(&self.metadata)
+    }
+}
+
+/// Asks every instance of `service` (`$SRV.VERB.service`) and returns the
+/// replies that arrive within `window`, as they came. Instances answer
+/// without a queue group, so one request reaches them all; how many there
+/// are is unknown, so the window bounds the wait.
+pub async fn ask_all(
+    client: &Client,
+    verb: Verb,
+    service: &str,
+    window: Duration,
+) -> Result<Vec<serde_json::Value>, async_nats::Error> {
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await?;
+    let subject = format!("{API_PREFIX}.{}.{service}", verb.as_str());
+    client
+        .publish_with_reply(subject, inbox, bytes::Bytes::new())
+        .await?;
+    let deadline = tokio::time::Instant::now() + window;
+    let mut answers = Vec::new();
+    while let Ok(Some(message)) = tokio::time::timeout_at(deadline, replies.next()).await {
+        match serde_json::from_slice(&message.payload) {
+            Ok(answer) => answers.push(answer),
+            Err(e) => tracing::debug!(error = %e, "a discovery reply that is not JSON"),
+        }
+    }
+    Ok(answers)
+}
+
+/// Every running instance's `$SRV.INFO`, keyed by instance id.
+pub async fn discover(
+    client: &Client,
+    service: &str,
+    window: Duration,
+) -> Result<BTreeMap<String, InstanceInfo>, async_nats::Error> {
+    Ok(ask_all(client, Verb::Info, service, window)
+        .await?
+        .into_iter()
+        .filter_map(|answer| serde_json::from_value::<InstanceInfo>(answer).ok())
+        .map(|info| (info.id.clone(), info))
+        .collect())
 }

@@ -9,21 +9,22 @@
 use jsonschema::{Registry, Resource, Validator};
 use serde_json::Value;
 
-use crate::wire::Endpoint;
+use crate::contract::wire::Endpoint;
 
 /// The schema files, embedded so the binary needs no files at run time.
 pub mod embedded {
-    pub const PRODUCT_SKU: &str = include_str!("../../schemas/product-sku.json");
-    pub const QUANTITY: &str = include_str!("../../schemas/quantity.json");
-    pub const STOCK_LEVEL: &str = include_str!("../../schemas/stock-level.json");
-    pub const STOCK_ADD_REQUEST: &str = include_str!("../../schemas/stock-add.request.json");
-    pub const STOCK_ADD_RESPONSE: &str = include_str!("../../schemas/stock-add.response.json");
-    pub const STOCK_REMOVE_REQUEST: &str = include_str!("../../schemas/stock-remove.request.json");
+    pub const PRODUCT_SKU: &str = include_str!("../../../schemas/product-sku.json");
+    pub const QUANTITY: &str = include_str!("../../../schemas/quantity.json");
+    pub const STOCK_LEVEL: &str = include_str!("../../../schemas/stock-level.json");
+    pub const STOCK_ADD_REQUEST: &str = include_str!("../../../schemas/stock-add.request.json");
+    pub const STOCK_ADD_RESPONSE: &str = include_str!("../../../schemas/stock-add.response.json");
+    pub const STOCK_REMOVE_REQUEST: &str =
+        include_str!("../../../schemas/stock-remove.request.json");
     pub const STOCK_REMOVE_RESPONSE: &str =
-        include_str!("../../schemas/stock-remove.response.json");
-    pub const STOCK_GET_REQUEST: &str = include_str!("../../schemas/stock-get.request.json");
-    pub const STOCK_GET_RESPONSE: &str = include_str!("../../schemas/stock-get.response.json");
-    pub const LOW_STOCK_EVENT: &str = include_str!("../../schemas/low-stock.event.json");
+        include_str!("../../../schemas/stock-remove.response.json");
+    pub const STOCK_GET_REQUEST: &str = include_str!("../../../schemas/stock-get.request.json");
+    pub const STOCK_GET_RESPONSE: &str = include_str!("../../../schemas/stock-get.response.json");
+    pub const LOW_STOCK_EVENT: &str = include_str!("../../../schemas/low-stock.event.json");
 
     /// Every schema with its file name, in a stable order.
     pub const ALL: [(&str, &str); 10] = [
@@ -180,7 +181,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::bounds::BOUNDS;
+    use crate::contract::bounds::BOUNDS;
 
     fn schemas() -> Schemas {
         Schemas::compile().expect("embedded schemas compile")

@@ -20,9 +20,9 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::events::Liveness;
+use crate::observe::telemetry::Telemetry;
 use crate::rules::state::RulesState;
 use crate::store::Store;
-use crate::telemetry::Telemetry;
 
 /// What the endpoint looks at.
 #[derive(Clone)]
@@ -99,18 +99,9 @@ async fn ready(State(health): State<Health>) -> Response {
         async_nats::connection::State::Connected => Ok("connected".to_string()),
         other => Err(format!("not connected ({other})")),
     };
-    let database = match tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query("SELECT 1").execute(health.store.pool()),
-    )
-    .await
-    {
-        Ok(Ok(_)) => Ok("reachable".to_string()),
-        Ok(Err(e)) => Err(format!(
-            "unreachable ({})",
-            crate::store::StoreError::from(e)
-        )),
-        Err(_) => Err("unreachable (no answer within 2 s)".to_string()),
+    let database = match health.store.ping(Duration::from_secs(2)).await {
+        Ok(()) => Ok("reachable".to_string()),
+        Err(e) => Err(format!("unreachable ({e})")),
     };
     let active = health.rules.active();
     let rules: Result<String, String> = Ok(format!("{} {}", active.name, active.version));

@@ -1,0 +1,183 @@
+//! The client commands: `beaker call` (one request, as any NATS client
+//! would send it), `beaker ledger` (a product's history) and `beaker
+//! migrate`.
+
+use std::io::Read;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+
+use crate::config::{DbArgs, NatsArgs};
+use crate::contract::wire::{ERROR_CODE_HEADER, ERROR_HEADER};
+use crate::nats;
+use crate::rules::digest::short;
+use crate::store::{DbConfig, Store, redact_url};
+
+pub(super) async fn migrate(db: &DbArgs) -> ExitCode {
+    let config = DbConfig::from(db);
+    let result = async {
+        if Store::ensure_database(&config.url).await? {
+            eprintln!("created database {}", redact_url(&config.url));
+        }
+        let store = Store::connect_lazy(&config)?;
+        store.migrate().await?;
+        store.close().await;
+        Ok::<_, crate::store::StoreError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            eprintln!("migrations applied to {}", redact_url(&config.url));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("beaker migrate: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+pub(super) async fn call(
+    args: &NatsArgs,
+    subject: &str,
+    body: &str,
+    raw_headers: &[String],
+    timeout_ms: u64,
+) -> ExitCode {
+    let payload = if body == "-" {
+        let mut buffer = Vec::new();
+        if let Err(e) = std::io::stdin().read_to_end(&mut buffer) {
+            eprintln!("beaker call: cannot read the body from stdin: {e}");
+            return ExitCode::from(2);
+        }
+        buffer
+    } else {
+        body.as_bytes().to_vec()
+    };
+    let mut headers = HeaderMap::new();
+    for raw in raw_headers {
+        let Some((name, value)) = raw.split_once(':') else {
+            eprintln!("beaker call: header {raw:?} is not NAME:VALUE");
+            return ExitCode::from(2);
+        };
+        headers.insert(name.trim(), value.trim());
+    }
+    let client = match nats::connect_once(&args.into(), "beaker-call").await {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("beaker call: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let request = async_nats::Request::new()
+        .payload(payload.into())
+        .headers(headers)
+        .timeout(Some(Duration::from_millis(timeout_ms)));
+    let reply = match client.send_request(subject.to_string(), request).await {
+        Ok(reply) => reply,
+        Err(e) => {
+            let why = match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => {
+                    format!("no service is listening on {subject}")
+                }
+                async_nats::RequestErrorKind::TimedOut => {
+                    format!("no reply on {subject} within {timeout_ms} ms")
+                }
+                _ => e.to_string(),
+            };
+            eprintln!("beaker call: {why}");
+            return ExitCode::from(3);
+        }
+    };
+    println!("{}", String::from_utf8_lossy(&reply.payload));
+    let mut failed = false;
+    if let Some(headers) = &reply.headers {
+        for name in [ERROR_HEADER, ERROR_CODE_HEADER] {
+            if let Some(value) = headers.get(name) {
+                failed = true;
+                eprintln!("{name}: {value}");
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+pub(super) async fn ledger(db: &DbArgs, sku: &str, json: bool) -> ExitCode {
+    let store = match Store::connect_lazy(&DbConfig::from(db)) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("beaker ledger: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (rows, level) = match tokio::try_join!(store.ledger(sku), store.level(sku)) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("beaker ledger: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if json {
+        for row in &rows {
+            let line = serde_json::json!({
+                "id": row.id,
+                "time": row.created_at.to_rfc3339(),
+                "operation": row.operation,
+                "quantity": row.quantity,
+                "level_before": row.level_before,
+                "level_after": row.level_after,
+                "rules_name": row.rules_name,
+                "rules_version": row.rules_version,
+                "rules_digest": row.rules_digest,
+                "request_id": row.request_id.to_string(),
+                "trace_id": row.trace_id,
+            });
+            println!("{line}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    if rows.is_empty() {
+        println!("{sku}: no movements (level {})", level.unwrap_or(0));
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{:>8}  {:<20}  {:<6}  {:>8}  {:>10}  {:>10}  {:<32}  REQUEST",
+        "ID", "TIME (UTC)", "OP", "QTY", "BEFORE", "AFTER", "RULES"
+    );
+    let mut sum: i64 = 0;
+    for row in &rows {
+        sum += i64::from(row.level_after) - i64::from(row.level_before);
+        let rules = format!(
+            "{} {} ({})",
+            row.rules_name,
+            row.rules_version,
+            short(&row.rules_digest)
+        );
+        println!(
+            "{:>8}  {:<20}  {:<6}  {:>8}  {:>10}  {:>10}  {:<32}  {}",
+            row.id,
+            row.created_at.format("%Y-%m-%d %H:%M:%S"),
+            row.operation,
+            row.quantity,
+            row.level_before,
+            row.level_after,
+            rules,
+            row.request_id
+        );
+    }
+    let level = level.unwrap_or(0);
+    println!(
+        "{sku}: level {level}; the changes sum to {sum}{}",
+        if sum == i64::from(level) {
+            ""
+        } else {
+            " (MISMATCH)"
+        }
+    );
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,249 @@
+//! `beaker rules deploy | rollback | promote | drop-shadow`: writes what
+//! the bucket's `active` and `shadow` name, then waits until every running
+//! instance reports the result (or refuses it), showing progress.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use async_nats::Client;
+
+use super::{FAILED, RemoteArgs, TIMED_OUT, UNREACHABLE, connect, fail, load_locally};
+use crate::config::SandboxArgs;
+use crate::rules::Digest;
+use crate::rules::bucket::{self, ACTIVE, Deployment, Pointer, SHADOW};
+use crate::service::micro::{InstanceInfo, discover};
+use crate::startup::SERVICE_NAME;
+
+/// What an instance says about a digest it was asked to take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Report {
+    Waiting,
+    Done,
+    Refused(String),
+}
+
+/// Where an instance stands with `digest`.
+fn report(info: &InstanceInfo, digest: &Digest, shadow: bool) -> Report {
+    let Ok(rules) = info.rules() else {
+        return Report::Waiting;
+    };
+    let taken = match shadow {
+        true => rules.shadow.as_ref().map(|s| &s.digest),
+        false => Some(&rules.digest),
+    };
+    if taken == Some(digest) {
+        return Report::Done;
+    }
+    match rules.refused {
+        Some(refusal) if refusal.digest == *digest => Report::Refused(refusal.reason),
+        _ => Report::Waiting,
+    }
+}
+
+/// Waits until every instance found has taken `digest` (or refused it),
+/// showing progress; prints each instance's result.
+async fn wait_for(client: &Client, remote: &RemoteArgs, digest: &Digest, shadow: bool) -> ExitCode {
+    let short = digest.short();
+    let what = if shadow { "shadow" } else { "active" };
+    let deadline = Instant::now() + remote.wait;
+    let tty = std::io::stderr().is_terminal();
+    let spinner = ['|', '/', '-', '\\'];
+    let mut tick = 0usize;
+    let mut last_line = String::new();
+    loop {
+        let instances = discover(client, SERVICE_NAME, remote.discovery_window)
+            .await
+            .unwrap_or_default();
+        if instances.is_empty() {
+            if tty {
+                eprintln!();
+            }
+            return fail(
+                UNREACHABLE,
+                format!(
+                    "no running instance answered on $SRV.INFO.{SERVICE_NAME}: the rules are in the bucket \
+                     and will be loaded by instances when they start, but nothing confirms them yet"
+                ),
+            );
+        }
+        let reports: BTreeMap<&String, Report> = instances
+            .iter()
+            .map(|(id, info)| (id, report(info, digest, shadow)))
+            .collect();
+        let done = reports.values().filter(|r| **r == Report::Done).count();
+        let refused = reports
+            .values()
+            .filter(|r| matches!(r, Report::Refused(_)))
+            .count();
+        let waiting = reports.len() - done - refused;
+        let line = format!(
+            "{} waiting for {} instance(s) to make {short} {what}: {done} done, {refused} refused",
+            spinner[tick % spinner.len()],
+            reports.len()
+        );
+        tick += 1;
+        if tty {
+            eprint!("\r{line}");
+            let _ = std::io::stderr().flush();
+        } else if line[1..] != last_line.get(1..).unwrap_or("")[..] {
+            eprintln!("{line}");
+        }
+        last_line = line;
+        if waiting == 0 || Instant::now() > deadline {
+            if tty {
+                eprintln!();
+            }
+            for (id, result) in &reports {
+                let text = match result {
+                    Report::Done => format!("{what}: {short}"),
+                    Report::Refused(reason) => format!("REFUSED: {reason}"),
+                    Report::Waiting => "did not report in time".to_string(),
+                };
+                println!("{id}  {text}");
+            }
+            return if refused > 0 {
+                ExitCode::from(FAILED)
+            } else if waiting > 0 {
+                ExitCode::from(TIMED_OUT)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub(super) async fn deploy(
+    file: &Path,
+    shadow: bool,
+    sandbox: &SandboxArgs,
+    remote: &RemoteArgs,
+) -> ExitCode {
+    let (_engine, rules, bytes, took) = match load_locally(file, sandbox).await {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    eprintln!(
+        "checked {} {} (sha256 {}) in {} ms",
+        rules.name,
+        rules.version,
+        rules.digest.short(),
+        took.as_millis()
+    );
+    let (client, store) = match connect(remote).await {
+        Ok(connected) => connected,
+        Err(code) => return code,
+    };
+    if let Err(e) = bucket::store_component(&store, &bytes).await {
+        return fail(UNREACHABLE, e);
+    }
+    let pointer = Pointer {
+        digest: rules.digest.clone(),
+        name: rules.name.clone(),
+        version: rules.version.clone(),
+        deployed_at: chrono::Utc::now(),
+    };
+    let written = if shadow {
+        bucket::write_json(&store, SHADOW, &pointer).await
+    } else {
+        match bucket::read_json::<Deployment>(&store, ACTIVE).await {
+            Ok(previous) => {
+                bucket::write_json(&store, ACTIVE, &Deployment::succeed(previous, pointer)).await
+            }
+            Err(e) => Err(e),
+        }
+    };
+    if let Err(e) = written {
+        return fail(UNREACHABLE, e);
+    }
+    eprintln!(
+        "deployed to bucket {} as {}",
+        remote.bucket,
+        if shadow { SHADOW } else { ACTIVE }
+    );
+    wait_for(&client, remote, &rules.digest, shadow).await
+}
+
+pub(super) async fn rollback(remote: &RemoteArgs) -> ExitCode {
+    let (client, store) = match connect(remote).await {
+        Ok(connected) => connected,
+        Err(code) => return code,
+    };
+    let current = match bucket::read_json::<Deployment>(&store, ACTIVE).await {
+        Ok(Some(current)) => current,
+        Ok(None) => {
+            return fail(
+                FAILED,
+                "nothing was deployed through the bucket: nothing to roll back",
+            );
+        }
+        Err(e) => return fail(UNREACHABLE, e),
+    };
+    let mut history = current.history.into_iter();
+    let Some(mut previous) = history.next() else {
+        return fail(
+            FAILED,
+            "only one deployment so far: nothing to roll back to",
+        );
+    };
+    let digest = previous.digest.clone();
+    eprintln!(
+        "rolling back from {} {} to {} {}",
+        current.current.name, current.current.version, previous.name, previous.version
+    );
+    previous.deployed_at = chrono::Utc::now();
+    let rolled_back = Deployment {
+        current: previous,
+        history: history.collect(),
+    };
+    if let Err(e) = bucket::write_json(&store, ACTIVE, &rolled_back).await {
+        return fail(UNREACHABLE, e);
+    }
+    wait_for(&client, remote, &digest, false).await
+}
+
+pub(super) async fn promote(remote: &RemoteArgs) -> ExitCode {
+    let (client, store) = match connect(remote).await {
+        Ok(connected) => connected,
+        Err(code) => return code,
+    };
+    let shadow = match bucket::read_json::<Pointer>(&store, SHADOW).await {
+        Ok(Some(shadow)) => shadow,
+        Ok(None) => return fail(FAILED, "there are no shadow rules to promote"),
+        Err(e) => return fail(UNREACHABLE, e),
+    };
+    let previous = match bucket::read_json::<Deployment>(&store, ACTIVE).await {
+        Ok(previous) => previous,
+        Err(e) => return fail(UNREACHABLE, e),
+    };
+    let digest = shadow.digest.clone();
+    let next = Pointer {
+        deployed_at: chrono::Utc::now(),
+        ..shadow
+    };
+    if let Err(e) = bucket::write_json(&store, ACTIVE, &Deployment::succeed(previous, next)).await {
+        return fail(UNREACHABLE, e);
+    }
+    if let Err(e) = bucket::delete(&store, SHADOW).await {
+        return fail(UNREACHABLE, e);
+    }
+    eprintln!("promoted the shadow rules {}", digest.short());
+    wait_for(&client, remote, &digest, false).await
+}
+
+pub(super) async fn drop_shadow(remote: &RemoteArgs) -> ExitCode {
+    let (_client, store) = match connect(remote).await {
+        Ok(connected) => connected,
+        Err(code) => return code,
+    };
+    match bucket::delete(&store, SHADOW).await {
+        Ok(()) => {
+            eprintln!("the shadow rules are dropped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(UNREACHABLE, e),
+    }
+}
