@@ -234,9 +234,9 @@ async fn run(args: RunArgs) -> Result<()> {
     if let Some(output) = args.output {
         let document = format!(
             "# Benchmarks\n\n\
-             The latest run of `make bench`, written by it: what each figure means is in the README's \
-             *Benchmarks* section. The machine is shared and noisy, so compare figures within one run \
-             (the ratios), not across runs.\n\n\
+             The latest run of `make bench`, written by it: what each figure means is in \
+             [docs/benchmarks.md](docs/benchmarks.md). The machine is shared and noisy, so compare \
+             figures within one run (the ratios), not across runs.\n\n\
              Produced by:\n\n```sh\n{}\n```\n\n{table}",
             args.command_line
         );

@@ -1,4 +1,4 @@
-//! The example from the README's section for event consumers: a durable
+//! The example from docs/events.md for event consumers: a durable
 //! consumer goes away, comes back, and receives exactly what it missed.
 
 use std::time::Duration;

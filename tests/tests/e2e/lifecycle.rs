@@ -4,9 +4,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Result;
+use beaker_tests::secure::Permissions;
 use beaker_tests::{
     Beaker, BeakerConfig, EVENTS_STREAM, NatsServer, TestDb, TestEnv, beaker_bin, beaker_cli,
-    output_dir, service_infos, sha256_file, stream_events, wait_for_metadata, wasm, workspace_root,
+    output_dir, service_infos, sha256_file, stream_events, wait_for_metadata, wasm,
 };
 use futures::future::join_all;
 use nix::sys::signal::Signal;
@@ -237,27 +238,8 @@ async fn start_up_migrations_do_not_depend_on_the_pools_acquire_timeout() -> Res
     Ok(())
 }
 
-/// The NATS permissions the README gives the service's user (section
-/// "Running on Synadia Cloud"), for the default stream and bucket names.
-const SERVICE_SUBSCRIBE: &[&str] = &["stock.>", "$SRV.>", "_INBOX.>"];
-const SERVICE_PUBLISH: &[&str] = &[
-    "_INBOX.>",
-    "events.>",
-    "$JS.API.STREAM.CREATE.BEAKER_EVENTS",
-    "$JS.API.STREAM.UPDATE.BEAKER_EVENTS",
-    "$JS.API.STREAM.INFO.OBJ_beaker-rules",
-    "$JS.API.STREAM.CREATE.OBJ_beaker-rules",
-    "$JS.API.DIRECT.GET.OBJ_beaker-rules.>",
-    "$JS.API.CONSUMER.CREATE.OBJ_beaker-rules",
-    "$JS.API.CONSUMER.DELETE.OBJ_beaker-rules.*",
-    "$JS.FC.OBJ_beaker-rules.>",
-];
-/// And those it gives the operator's user of `beaker rules …`.
-const OPERATOR_SUBSCRIBE: &[&str] = &["_INBOX.>"];
-const OPERATOR_PUBLISH: &[&str] = &["$JS.API.>", "$O.beaker-rules.>", "$SRV.>"];
-
 /// A nats-server configuration list: `"a", "b"`.
-fn quoted(subjects: &[&str]) -> String {
+fn quoted(subjects: &[String]) -> String {
     subjects
         .iter()
         .map(|s| format!("{s:?}"))
@@ -269,39 +251,30 @@ fn quoted(subjects: &[&str]) -> String {
 async fn the_documented_nats_permissions_are_enough_to_serve_and_deploy() -> Result<()> {
     let name = "documented_permissions";
     let _ = std::fs::remove_dir_all(output_dir(name));
-    let readme = std::fs::read_to_string(workspace_root().join("README.md"))?;
-    for subject in [
-        SERVICE_SUBSCRIBE,
-        SERVICE_PUBLISH,
-        OPERATOR_SUBSCRIBE,
-        OPERATOR_PUBLISH,
-    ]
-    .concat()
-    {
-        assert!(
-            readme.contains(&format!("`{subject}`")),
-            "the README does not list {subject}"
-        );
-    }
+    // The permissions deploy/synadia/permissions.json gives the service's
+    // user and the operator's user of `beaker rules …`, for the default
+    // stream and bucket names (docs/operations.md shows them).
+    let service_permissions = Permissions::documented_for_the_service()?;
+    let operator_permissions = Permissions::documented_for_the_operator()?;
 
     // An account with three users: the service and the operator with only
     // the documented permissions, and a client allowed everything.
     let dir = tempfile::tempdir()?;
     let conf = dir.path().join("accounts.conf");
-    let user = |name: &str, subscribe: &[&str], publish: &[&str]| {
+    let user = |name: &str, permissions: &Permissions| {
         format!(
             "{{ user: {name}, password: {name}-pw, permissions: {{ \
              subscribe: {{ allow: [{}] }}, publish: {{ allow: [{}] }} }} }}",
-            quoted(subscribe),
-            quoted(publish)
+            quoted(&permissions.subscribe),
+            quoted(&permissions.publish)
         )
     };
     std::fs::write(
         &conf,
         format!(
             "accounts {{ APP {{ jetstream: enabled, users: [\n{}\n{}\n{{ user: client, password: client-pw }}\n] }} }}\n",
-            user("service", SERVICE_SUBSCRIBE, SERVICE_PUBLISH),
-            user("operator", OPERATOR_SUBSCRIBE, OPERATOR_PUBLISH),
+            user("service", &service_permissions),
+            user("operator", &operator_permissions),
         ),
     )?;
     let nats = NatsServer::start_with(name, &["-c", &conf.display().to_string()])?;

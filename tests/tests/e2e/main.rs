@@ -9,6 +9,7 @@ mod concurrency;
 mod console;
 mod consumers;
 mod discovery;
+mod docs;
 mod events;
 mod faults;
 mod gateway;

@@ -1,7 +1,7 @@
 //! The host against secured nats-servers: a credentials file in operator
 //! mode, an nkey, a token, a user and password, TLS with a private CA and
 //! client certificates, the variables Synadia Cloud gives a workload, and
-//! the least privileges the README documents. Each way in is tested both
+//! the least privileges docs/operations.md documents. Each way in is tested both
 //! ways: the right secret serves, a wrong one stops the start with a
 //! message that names the setting and never shows the secret.
 
@@ -408,8 +408,8 @@ async fn the_synadia_workload_variables_connect_with_least_privilege_over_tls() 
     let nats = start_server(name, dir.path(), &config_text)?;
     let url = format!("tls://127.0.0.1:{}", nats.port);
     let db = TestDb::create().await?;
-    // The table's permissions, and the health check's ping the README
-    // adds to them below it.
+    // The documented permissions, and the health check's ping, which
+    // deploy/synadia/permissions.json grants for when the metrics port is off.
     let mut permissions = Permissions::documented_for_the_service()?;
     permissions.publish.push("$SRV.PING.beaker".into());
     let service = operator.user("workload", &permissions)?;
