@@ -86,7 +86,7 @@ pub struct EventsArgs {
     /// How long a reply stays stored under its idempotency key (Nats-Msg-Id).
     #[arg(long = "idempotency-ttl", env = "BEAKER_IDEMPOTENCY_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
     pub idempotency_ttl: Duration,
-    /// How often expired idempotency keys and old outbox rows are deleted (at least 1s).
+    /// How often expired idempotency keys and old outbox rows are deleted (at least 10ms).
     #[arg(long = "housekeeping-interval", env = "BEAKER_HOUSEKEEPING_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
     pub housekeeping_interval: Duration,
 }
@@ -136,7 +136,7 @@ impl TryFrom<&EventsArgs> for EventsSettings {
                 interval: at_least(
                     "BEAKER_HOUSEKEEPING_INTERVAL",
                     args.housekeeping_interval,
-                    Duration::from_secs(1),
+                    Duration::from_millis(10),
                 )?,
                 outbox_retention: args.retention,
             },
