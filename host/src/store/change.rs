@@ -7,10 +7,9 @@ use sqlx::{Postgres, Row, Transaction};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::error::commit_failure;
 use super::idempotency::{Claim, IdempotencyKey, StoredReply, claim_key};
 use super::outbox::{OutboxEvent, headers_json};
-use super::{Store, StoreError, level_from, statement, to_db};
+use super::{Store, StoreError, commit, level_from, statement, to_db};
 
 /// Which rules made a decision, as recorded in the ledger.
 #[derive(Debug, Clone)]
@@ -210,11 +209,7 @@ impl Change {
             // else created it after our read. Roll back and decide again.
             return Err(StoreError::Contended);
         }
-        self.tx
-            .commit()
-            .instrument(statement("COMMIT", "inventory"))
-            .await
-            .map_err(commit_failure)
+        commit(self.tx).await
     }
 
     /// Ends a change the rules refused. With an idempotency key the refusal

@@ -7,10 +7,9 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::change::{Locked, Movement, lock_unless_held};
-use super::error::commit_failure;
 use super::idempotency::{IdempotencyKey, KeyStatus, StoredReply};
 use super::outbox::{OutboxEvent, headers_json};
-use super::{Store, StoreError, statement, to_db};
+use super::{Store, StoreError, commit, statement, to_db};
 
 /// One applied change of a group, for the ledger.
 #[derive(Debug, Clone)]
@@ -276,11 +275,7 @@ impl Group {
         if usize::try_from(inserted).ok() != Some(created_skus.len()) {
             return Err(StoreError::Contended);
         }
-        self.tx
-            .commit()
-            .instrument(statement("COMMIT", "inventory"))
-            .await
-            .map_err(commit_failure)
+        commit(self.tx).await
     }
 }
 

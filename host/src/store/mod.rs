@@ -184,6 +184,15 @@ impl Store {
     }
 }
 
+/// Commits a change's transaction. A COMMIT the database refused rolled
+/// back; one whose connection broke may or may not have applied.
+async fn commit(tx: sqlx::Transaction<'static, Postgres>) -> Result<(), StoreError> {
+    tx.commit()
+        .instrument(statement("COMMIT", "inventory"))
+        .await
+        .map_err(error::commit_failure)
+}
+
 pub(crate) fn level_from(value: i32) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| StoreError::Failed(format!("negative stock level {value}")))
 }

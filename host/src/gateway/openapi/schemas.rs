@@ -92,4 +92,3 @@ pub(super) fn service_info_schema() -> Value {
         "required": ["type", "name", "id", "version", "metadata", "endpoints"]
     })
 }
-
