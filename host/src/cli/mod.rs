@@ -175,3 +175,46 @@ async fn run_client(command: Command) -> ExitCode {
         Command::Rules(command) => rules::run(*command).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command parses with its defaults alone. Two settings
+    /// flattened into one command under the same field name share an id;
+    /// clap only notices in debug builds, and the release binary then
+    /// refuses to start ("required argument not provided").
+    #[test]
+    fn every_command_parses_with_its_defaults() {
+        for line in [
+            &["beaker", "serve"][..],
+            &["beaker", "gateway"],
+            &["beaker", "openapi"],
+            &["beaker", "migrate"],
+            &["beaker", "call", "stock.get", "{}"],
+            &["beaker", "ledger", "widget-1"],
+            &["beaker", "rules", "check", "rules.wasm"],
+            &["beaker", "rules", "deploy", "rules.wasm"],
+            &["beaker", "rules", "status"],
+            &["beaker", "rules", "rollback"],
+            &["beaker", "rules", "promote"],
+            &["beaker", "rules", "drop-shadow"],
+        ] {
+            if let Err(e) = Cli::try_parse_from(line) {
+                panic!("{line:?}: {e}");
+            }
+        }
+    }
+
+    /// `beaker serve`'s defaults make valid settings.
+    #[test]
+    fn the_defaults_are_valid_settings() {
+        let cli = Cli::try_parse_from(["beaker", "serve"]).unwrap_or_else(|e| panic!("{e}"));
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        if let Err(e) = ServeSettings::try_from(&*args) {
+            panic!("{e}");
+        }
+    }
+}

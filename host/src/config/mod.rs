@@ -19,7 +19,7 @@ pub use self::db::DbArgs;
 pub use self::events::{EventsArgs, StreamStorage};
 pub use self::gateway::{GatewayArgs, GatewayCommandArgs};
 pub use self::nats::{DEFAULT_NATS_URL, NatsArgs};
-pub use self::rules::{DEFAULT_RULES_PATH, RulesArgs, SandboxArgs};
+pub use self::rules::{BucketReplicasArgs, DEFAULT_RULES_PATH, RulesArgs, SandboxArgs};
 pub use self::service::{GroupCommitArgs, ServiceArgs, ShutdownArgs};
 use crate::gateway::{GatewayConfig, GatewayError};
 use crate::observe::telemetry::LogFormat;

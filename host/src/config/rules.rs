@@ -34,6 +34,33 @@ pub struct RulesArgs {
         default_value = "beaker-rules"
     )]
     pub bucket: String,
+    #[command(flatten)]
+    pub bucket_replicas: BucketReplicasArgs,
+    /// How often the rules bucket is read for a new deploy (at least 50ms):
+    /// a deploy reaches every instance within this interval.
+    #[arg(
+        long = "rules-bucket-poll",
+        env = "BEAKER_RULES_BUCKET_POLL",
+        default_value = "1s",
+        value_parser = humantime::parse_duration
+    )]
+    pub bucket_poll: Duration,
+}
+
+/// Replicas of the rules bucket, for whoever creates it first (a host or
+/// `beaker rules deploy`).
+#[derive(Debug, Clone, Args)]
+pub struct BucketReplicasArgs {
+    /// Replicas of the rules bucket when it is created (1 on a single
+    /// server; 3 on a cluster). An existing bucket is left as it is.
+    #[arg(
+        id = "rules_bucket_replicas",
+        long = "rules-bucket-replicas",
+        env = "BEAKER_RULES_BUCKET_REPLICAS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u8).range(1..=5)
+    )]
+    pub replicas: u8,
 }
 
 impl RulesArgs {
@@ -52,6 +79,12 @@ impl RulesArgs {
             path: self.path.clone(),
             watch,
             bucket: Some(self.bucket.trim().to_string()).filter(|b| !b.is_empty()),
+            bucket_replicas: usize::from(self.bucket_replicas.replicas),
+            bucket_poll: at_least(
+                "BEAKER_RULES_BUCKET_POLL",
+                self.bucket_poll,
+                Duration::from_millis(50),
+            )?,
             sandbox: self.sandbox.limits(max_in_flight),
             engine: self.sandbox.engine_options(),
         })

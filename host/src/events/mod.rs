@@ -22,4 +22,4 @@ pub mod stream;
 
 pub use liveness::{Liveness, RelayState};
 pub use relay::{Relay, RelaySettings};
-pub use stream::{EventsError, StreamSettings, ensure_stream};
+pub use stream::{EventsError, StreamSettings, ensure_stream, keep_ensuring};

@@ -30,7 +30,7 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::liveness::Liveness;
-use super::stream::{StreamSettings, ensure_stream};
+use super::stream::{Ensured, StreamSettings, ensure_stream, report};
 use crate::metrics::Metrics;
 use crate::nats::link::{self, Link};
 use crate::shutdown::stopped;
@@ -330,13 +330,14 @@ impl Relay {
         self.js.send_publish(event.subject.clone(), message).await
     }
 
-    /// The stream was deleted under us: create it again so that events
-    /// have somewhere to go.
+    /// The stream was deleted under us (or never made it on a cluster that
+    /// was forming): create it so that events have somewhere to go.
     async fn recreate_stream(&self) {
         match ensure_stream(&self.js, &self.stream).await {
-            Ok(()) => {
-                tracing::warn!(stream = %self.stream.name, "the events stream was missing; created it again")
+            Ok(Ensured::Created) => {
+                tracing::warn!(stream = %self.stream.name, "the events stream was missing; created it")
             }
+            Ok(ensured) => report(&self.stream, &ensured),
             Err(e) => tracing::warn!(error = %e, "cannot create the events stream yet"),
         }
     }

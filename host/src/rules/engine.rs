@@ -11,7 +11,7 @@ use wasmtime::{
 };
 use wasmtime_wasi::cli::WasiCli;
 
-use super::bindings::RulesPre;
+use super::bindings::{self, RulesPre};
 use super::call::{CallError, ReusedInstance, call_decide, classify};
 use super::digest::Digest;
 use super::sandbox::{EPOCH_TICK, Sandbox, SandboxLimits, WasiIo, cli_view, new_store};
@@ -223,9 +223,21 @@ impl RulesEngine {
         self.limits
     }
 
-    /// Reads and loads a component file.
+    /// A fresh store for one instance: nothing granted, capped, timed.
     pub(super) fn store(&self) -> Store<Sandbox> {
         new_store(&self.engine, self.limits)
+    }
+
+    /// A fresh instance of the rules in a store of its own; the store's
+    /// deadline counts from here, instantiation included.
+    async fn fresh(&self, rules: &Rules) -> Result<(Store<Sandbox>, bindings::Rules), CallError> {
+        let mut store = self.store();
+        let instance = rules
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| classify(&store, e, self.limits))?;
+        Ok((store, instance))
     }
 
     /// Instantiates the rules once, for several calls. The service never
@@ -233,12 +245,7 @@ impl RulesEngine {
     /// call leaves in the instance's memory can reach the next. This exists
     /// so that the micro-benchmarks can measure what that isolation costs.
     pub async fn instantiate(&self, rules: &Rules) -> Result<ReusedInstance, CallError> {
-        let mut store = self.store();
-        let instance = rules
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| classify(&store, e, self.limits))?;
+        let (store, instance) = self.fresh(rules).await?;
         Ok(ReusedInstance {
             store,
             instance,
@@ -254,12 +261,7 @@ impl RulesEngine {
         request: &Request,
         current: Option<u32>,
     ) -> Result<Result<Decision, Rejection>, CallError> {
-        let mut store = self.store();
-        let instance = rules
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| classify(&store, e, self.limits))?;
+        let (mut store, instance) = self.fresh(rules).await?;
         call_decide(&mut store, &instance, self.limits, request, current).await
     }
 }

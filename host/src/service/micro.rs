@@ -319,14 +319,16 @@ impl InstanceInfo {
 }
 
 /// Asks every instance of `service` (`$SRV.VERB.service`) and returns the
-/// replies that arrive within `window`, as they came. Instances answer
-/// without a queue group, so one request reaches them all; how many there
-/// are is unknown, so the window bounds the wait.
+/// replies that arrive within `window`, as they came — or as soon as
+/// `expected` have, when the caller knows how many instances run.
+/// Instances answer without a queue group, so one request reaches them
+/// all; how many there are is unknown, so the window bounds the wait.
 pub async fn ask_all(
     client: &Client,
     verb: Verb,
     service: &str,
     window: Duration,
+    expected: Option<usize>,
 ) -> Result<Vec<serde_json::Value>, async_nats::Error> {
     let inbox = client.new_inbox();
     let mut replies = client.subscribe(inbox.clone()).await?;
@@ -336,7 +338,9 @@ pub async fn ask_all(
         .await?;
     let deadline = tokio::time::Instant::now() + window;
     let mut answers = Vec::new();
-    while let Ok(Some(message)) = tokio::time::timeout_at(deadline, replies.next()).await {
+    while expected.is_none_or(|n| answers.len() < n)
+        && let Ok(Some(message)) = tokio::time::timeout_at(deadline, replies.next()).await
+    {
         match serde_json::from_slice(&message.payload) {
             Ok(answer) => answers.push(answer),
             Err(e) => tracing::debug!(error = %e, "a discovery reply that is not JSON"),
@@ -351,7 +355,7 @@ pub async fn discover(
     service: &str,
     window: Duration,
 ) -> Result<BTreeMap<String, InstanceInfo>, async_nats::Error> {
-    Ok(ask_all(client, Verb::Info, service, window)
+    Ok(ask_all(client, Verb::Info, service, window, None)
         .await?
         .into_iter()
         .filter_map(|answer| serde_json::from_value::<InstanceInfo>(answer).ok())

@@ -57,6 +57,10 @@ pub struct RulesSettings {
     pub watch: Option<Duration>,
     /// The Object Store bucket deploys arrive through; `None`: none.
     pub bucket: Option<String>,
+    /// Replicas of the bucket, when the host creates it.
+    pub bucket_replicas: usize,
+    /// How often the bucket is read for a new deploy.
+    pub bucket_poll: Duration,
     pub sandbox: SandboxLimits,
     pub engine: EngineOptions,
 }

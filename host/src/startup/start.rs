@@ -27,6 +27,10 @@ use crate::service::Service;
 use crate::service::micro::{self, Identity, Registry};
 use crate::store::{Store, redact_url};
 
+/// How long the start waits for the rules bucket before it serves the
+/// rules file (the bucket's watcher catches up afterwards).
+const BUCKET_AT_START: Duration = Duration::from_secs(3);
+
 /// A started service: what it needs to stop in order.
 pub(super) struct Running {
     pub(super) shutdown_timeout: Duration,
@@ -43,6 +47,8 @@ pub(super) struct Running {
     pub(super) serving: JoinHandle<()>,
     pub(super) discovery: JoinHandle<()>,
     pub(super) rules_watchers: Vec<JoinHandle<()>>,
+    /// Sets up the events stream when JetStream answers.
+    pub(super) stream_setup: JoinHandle<bool>,
     pub(super) health: Option<JoinHandle<()>>,
     /// Stops the relay, the backlog sampler and housekeeping, which stop
     /// last, so that the relay can publish the last requests' events.
@@ -87,10 +93,13 @@ pub(super) async fn start(
     let file_digest = rules.digest.clone();
     let rules = Arc::new(RulesState::new(engine, rules, &origin));
 
+    // The instance's id names its NATS connection too, so that a server's
+    // connection list tells which instance is which.
+    let instance_id = micro::new_instance_id();
     let (link_tx, link) = watch::channel(Link::default());
     let client = nats::connect(
         &settings.nats,
-        SERVICE_NAME,
+        &format!("{SERVICE_NAME} {instance_id}"),
         Observers {
             refusals: Some(refusals.clone()),
             link: Some(Arc::new(link_tx)),
@@ -99,14 +108,33 @@ pub(super) async fn start(
     .await?;
     let js = jetstream::new(client.clone());
     let stream = settings.events.stream.clone();
-    events::ensure_stream(&js, &stream).await?;
-    tracing::info!(stream = %stream.name, subjects = ?stream.subjects, "events stream ready");
+    // On a cluster still electing its leaders, or with several instances
+    // starting at once, JetStream may not answer yet: the stream and the
+    // bucket are then set up in the background while the service serves.
+    let (stop, stop_rx) = watch::channel(false);
+    let stream_setup = tokio::spawn(events::keep_ensuring(
+        js.clone(),
+        stream.clone(),
+        stop_rx.clone(),
+    ));
     // Deployed rules win over the file: a new instance serves what the
-    // others serve from its first request.
-    if let Some(bucket) = &sources.bucket
-        && let Err(e) = rules::bucket::sync_once(&js, bucket, &rules).await
-    {
-        tracing::warn!(error = %e, "cannot read the rules bucket; serving the rules file");
+    // others serve from its first request, when the bucket answers in time.
+    if let Some(bucket) = &sources.bucket {
+        let synced = tokio::time::timeout(
+            BUCKET_AT_START,
+            rules::bucket::sync_once(&js, bucket, sources.bucket_replicas, &rules),
+        )
+        .await;
+        match synced {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the rules bucket yet; serving the rules file")
+            }
+            Err(_) => tracing::warn!(
+                within_ms = BUCKET_AT_START.as_millis() as u64,
+                "the rules bucket did not answer in time; serving the rules file until it does"
+            ),
+        }
     }
 
     let relay_wake = Arc::new(Notify::new());
@@ -125,7 +153,7 @@ pub(super) async fn start(
     });
     let identity = Identity {
         name: SERVICE_NAME.to_string(),
-        id: micro::new_instance_id(),
+        id: instance_id,
         version: SERVICE_VERSION.to_string(),
         description: "Inventory: add, remove and get product stock".to_string(),
         queue_group: settings.service.queue_group.clone(),
@@ -154,7 +182,6 @@ pub(super) async fn start(
     let confirm_within = settings.nats.connect_timeout.max(Duration::from_secs(1));
     nats::confirm(&client, &refusals, confirm_within).await?;
 
-    let (stop, stop_rx) = watch::channel(false);
     let liveness = Liveness::new(settings.events.relay.is_some(), settings.events.stall_after);
     let health = match &settings.metrics_addr {
         Some(addr) => {
@@ -216,6 +243,8 @@ pub(super) async fn start(
         rules_watchers.push(tokio::spawn(rules::bucket::follow(
             js.clone(),
             bucket.clone(),
+            sources.bucket_replicas,
+            sources.bucket_poll,
             rules.clone(),
             stop_rx.clone(),
         )));
@@ -262,6 +291,7 @@ pub(super) async fn start(
         serving,
         discovery,
         rules_watchers,
+        stream_setup,
         health,
         relay_stop,
         relay,

@@ -45,6 +45,9 @@ impl Running {
         for task in self.rules_watchers {
             let _ = deadline.step("rules watchers", task).await;
         }
+        let _ = deadline
+            .step("events stream setup", self.stream_setup)
+            .await;
         if let Some(task) = self.health {
             let _ = deadline.step("metrics endpoint", task).await;
         }

@@ -13,7 +13,7 @@ use async_nats::Client;
 use super::{FAILED, RemoteArgs, TIMED_OUT, UNREACHABLE, connect, fail, load_locally};
 use crate::config::SandboxArgs;
 use crate::rules::Digest;
-use crate::rules::bucket::{self, ACTIVE, Deployment, Pointer, SHADOW};
+use crate::rules::bucket::{ACTIVE, Deployment, Pointer, SHADOW};
 use crate::service::micro::{InstanceInfo, discover};
 use crate::startup::SERVICE_NAME;
 
@@ -137,7 +137,7 @@ pub(super) async fn deploy(
         Ok(connected) => connected,
         Err(code) => return code,
     };
-    if let Err(e) = bucket::store_component(&store, &bytes).await {
+    if let Err(e) = store.store_component(&bytes).await {
         return fail(UNREACHABLE, e);
     }
     let pointer = Pointer {
@@ -147,11 +147,13 @@ pub(super) async fn deploy(
         deployed_at: chrono::Utc::now(),
     };
     let written = if shadow {
-        bucket::write_json(&store, SHADOW, &pointer).await
+        store.write_json(SHADOW, &pointer).await
     } else {
-        match bucket::read_json::<Deployment>(&store, ACTIVE).await {
+        match store.read_json::<Deployment>(ACTIVE).await {
             Ok(previous) => {
-                bucket::write_json(&store, ACTIVE, &Deployment::succeed(previous, pointer)).await
+                store
+                    .write_json(ACTIVE, &Deployment::succeed(previous, pointer))
+                    .await
             }
             Err(e) => Err(e),
         }
@@ -172,7 +174,7 @@ pub(super) async fn rollback(remote: &RemoteArgs) -> ExitCode {
         Ok(connected) => connected,
         Err(code) => return code,
     };
-    let current = match bucket::read_json::<Deployment>(&store, ACTIVE).await {
+    let current = match store.read_json::<Deployment>(ACTIVE).await {
         Ok(Some(current)) => current,
         Ok(None) => {
             return fail(
@@ -199,7 +201,7 @@ pub(super) async fn rollback(remote: &RemoteArgs) -> ExitCode {
         current: previous,
         history: history.collect(),
     };
-    if let Err(e) = bucket::write_json(&store, ACTIVE, &rolled_back).await {
+    if let Err(e) = store.write_json(ACTIVE, &rolled_back).await {
         return fail(UNREACHABLE, e);
     }
     wait_for(&client, remote, &digest, false).await
@@ -210,12 +212,12 @@ pub(super) async fn promote(remote: &RemoteArgs) -> ExitCode {
         Ok(connected) => connected,
         Err(code) => return code,
     };
-    let shadow = match bucket::read_json::<Pointer>(&store, SHADOW).await {
+    let shadow = match store.read_json::<Pointer>(SHADOW).await {
         Ok(Some(shadow)) => shadow,
         Ok(None) => return fail(FAILED, "there are no shadow rules to promote"),
         Err(e) => return fail(UNREACHABLE, e),
     };
-    let previous = match bucket::read_json::<Deployment>(&store, ACTIVE).await {
+    let previous = match store.read_json::<Deployment>(ACTIVE).await {
         Ok(previous) => previous,
         Err(e) => return fail(UNREACHABLE, e),
     };
@@ -224,10 +226,13 @@ pub(super) async fn promote(remote: &RemoteArgs) -> ExitCode {
         deployed_at: chrono::Utc::now(),
         ..shadow
     };
-    if let Err(e) = bucket::write_json(&store, ACTIVE, &Deployment::succeed(previous, next)).await {
+    if let Err(e) = store
+        .write_json(ACTIVE, &Deployment::succeed(previous, next))
+        .await
+    {
         return fail(UNREACHABLE, e);
     }
-    if let Err(e) = bucket::delete(&store, SHADOW).await {
+    if let Err(e) = store.delete(SHADOW).await {
         return fail(UNREACHABLE, e);
     }
     eprintln!("promoted the shadow rules {}", digest.short());
@@ -239,7 +244,7 @@ pub(super) async fn drop_shadow(remote: &RemoteArgs) -> ExitCode {
         Ok(connected) => connected,
         Err(code) => return code,
     };
-    match bucket::delete(&store, SHADOW).await {
+    match store.delete(SHADOW).await {
         Ok(()) => {
             eprintln!("the shadow rules are dropped");
             ExitCode::SUCCESS

@@ -12,12 +12,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use async_nats::Client;
-use async_nats::jetstream::object_store::ObjectStore;
 use clap::{Args, Subcommand};
 
-use crate::config::{NatsArgs, SandboxArgs};
+use crate::config::{BucketReplicasArgs, NatsArgs, SandboxArgs};
 use crate::nats;
-use crate::rules::bucket;
+use crate::rules::bucket::Bucket;
 use crate::rules::{Rules, RulesEngine};
 
 /// Exit status: the component or a case failed.
@@ -109,6 +108,8 @@ pub struct RemoteArgs {
     #[arg(long = "discovery-window", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub discovery_window: Duration,
     #[command(flatten)]
+    pub bucket_replicas: BucketReplicasArgs,
+    #[command(flatten)]
     pub nats: NatsArgs,
 }
 
@@ -154,13 +155,17 @@ pub(super) async fn load_locally(
     Ok((engine, rules, bytes, started.elapsed()))
 }
 
-pub(super) async fn connect(remote: &RemoteArgs) -> Result<(Client, ObjectStore), ExitCode> {
+pub(super) async fn connect(remote: &RemoteArgs) -> Result<(Client, Bucket), ExitCode> {
     let client = nats::connect_once(&(&remote.nats).into(), "beaker-rules")
         .await
         .map_err(|e| fail(UNREACHABLE, e))?;
     let js = async_nats::jetstream::new(client.clone());
-    let store = bucket::open(&js, &remote.bucket)
-        .await
-        .map_err(|e| fail(UNREACHABLE, e))?;
+    let store = Bucket::open(
+        &js,
+        &remote.bucket,
+        usize::from(remote.bucket_replicas.replicas),
+    )
+    .await
+    .map_err(|e| fail(UNREACHABLE, e))?;
     Ok((client, store))
 }

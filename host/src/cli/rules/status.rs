@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use super::{RemoteArgs, UNREACHABLE, connect, fail};
-use crate::rules::bucket::{self, ACTIVE, Deployment, Pointer, SHADOW};
+use crate::rules::bucket::{ACTIVE, Deployment, Pointer, SHADOW};
 use crate::service::micro::discover;
 use crate::startup::SERVICE_NAME;
 
@@ -15,14 +15,8 @@ pub(super) async fn status(remote: &RemoteArgs, json: bool) -> ExitCode {
         Ok(connected) => connected,
         Err(code) => return code,
     };
-    let active = bucket::read_json::<Deployment>(&store, ACTIVE)
-        .await
-        .ok()
-        .flatten();
-    let shadow = bucket::read_json::<Pointer>(&store, SHADOW)
-        .await
-        .ok()
-        .flatten();
+    let active = store.read_json::<Deployment>(ACTIVE).await.ok().flatten();
+    let shadow = store.read_json::<Pointer>(SHADOW).await.ok().flatten();
     let instances = discover(&client, SERVICE_NAME, remote.discovery_window)
         .await
         .unwrap_or_default();
