@@ -36,23 +36,9 @@ POSTGRES_URL=${BENCH_POSTGRES_URL:-postgres://postgres@$PGHOST:$PGPORT}
 BENCH_OUTPUT=${BENCH_OUTPUT-BENCHMARKS.md}
 BENCH_BIN="$ROOT/target/release/beaker-bench"
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null \
-        || shuf -i 20000-60000 -n 1
-}
-
-# Waits until `pattern` appears in `file`, while `pid` lives; at most 60 s.
-wait_for_line() { # file pattern pid what
-    for _ in $(seq 1 600); do
-        grep -q -- "$2" "$1" 2>/dev/null && return 0
-        kill -0 "$3" 2>/dev/null || die "$4 exited before it was ready; see $1"
-        sleep 0.1
-    done
-    die "$4 was not ready within 60 s; see $1"
-}
+SCRIPT=bench
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 # The command that produced the table, with the knobs that were set.
 command_line() {

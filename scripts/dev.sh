@@ -23,23 +23,14 @@ BEAKER=target/release/beaker
 RULES=target/wasm32-wasip2/release/beaker_rules.wasm
 WATCHED=(host guest wit schemas migrations Cargo.toml Cargo.lock)
 
+SCRIPT=dev
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+# Its own lines stand out among the host's logs.
 say() { printf '\033[1;36m[dev] %s\033[0m\n' "$*" >&2; }
 warn() { printf '\033[1;31m[dev] %s\033[0m\n' "$*" >&2; }
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"
-    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
-    else return 1
-    fi
-}
-
-if ! command -v inotifywait >/dev/null 2>&1; then
-    command -v apt-get >/dev/null 2>&1 || { warn "inotifywait is missing: install inotify-tools"; exit 1; }
-    say "installing inotify-tools with apt"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
-        || { warn "cannot run apt-get (need root or sudo) to install inotify-tools"; exit 1; }
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq inotify-tools >/dev/null
-fi
+command -v inotifywait >/dev/null 2>&1 || apt_install inotify-tools
 
 scripts/services.sh up
 

@@ -7,21 +7,9 @@ cd "$(dirname "$0")/.."
 VENV=.beaker/venv
 REQUIREMENTS=tests/fuzz/requirements.txt
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-die() { printf 'fuzz-deps: %s\n' "$*" >&2; exit 1; }
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"
-    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
-    else return 1
-    fi
-}
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || die "cannot install $*: no apt-get here; install it yourself"
-    say "installing $* with apt"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
-        || die "cannot run apt-get (need root or sudo) to install $*"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
+SCRIPT=fuzz-deps
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
 if [ ! -x "$VENV/bin/python" ]; then

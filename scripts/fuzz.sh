@@ -21,7 +21,9 @@ SECONDS_PER_TARGET=${FUZZ_SECONDS:-60}
 SANITIZER=${FUZZ_SANITIZER:-none}
 CARGO_FUZZ_VERSION=0.13.2
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+SCRIPT=fuzz
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
     say "installing cargo-fuzz $CARGO_FUZZ_VERSION"

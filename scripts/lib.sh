@@ -27,7 +27,7 @@ apt_install() {
     say "installing $* with apt"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
         || die "cannot run apt-get (need root or sudo) to install $*"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
 free_port() {

@@ -34,15 +34,9 @@ DATABASE_URL=${PROFILE_DATABASE_URL:-postgres://postgres@$PGHOST:$PGPORT/beaker_
 BEAKER="$ROOT/target/release/beaker"
 LOAD="$ROOT/target/release/beaker-bench"
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-die() { printf 'profile: %s\n' "$*" >&2; exit 1; }
-
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"
-    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
-    else return 1
-    fi
-}
+SCRIPT=profile
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 ensure_tools() {
     if ! command -v perf >/dev/null 2>&1 || ! perf --version >/dev/null 2>&1; then
@@ -56,21 +50,6 @@ ensure_tools() {
         say "installing inferno (flamegraph tools)"
         cargo install --locked inferno
     fi
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null \
-        || shuf -i 20000-60000 -n 1
-}
-
-# Waits until `pattern` appears in `file`, while `pid` lives; at most 60 s.
-wait_for_line() { # file pattern pid what
-    for _ in $(seq 1 600); do
-        grep -q -- "$2" "$1" 2>/dev/null && return 0
-        kill -0 "$3" 2>/dev/null || die "$4 exited before it was ready; see $1"
-        sleep 0.1
-    done
-    die "$4 was not ready within 60 s; see $1"
 }
 
 PIDS=()

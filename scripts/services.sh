@@ -31,24 +31,9 @@ NATS_PORT=${NATS_HOSTPORT##*:}
 PGHOST=${PGHOST:-127.0.0.1}
 PGPORT=${PGPORT:-5432}
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-die() { printf 'services: %s\n' "$*" >&2; exit 1; }
-
-# Runs a command as root: directly, or through sudo when available.
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"
-    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
-    else return 1
-    fi
-}
-
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || die "cannot install $*: no apt-get here; install it yourself"
-    say "installing $* with apt"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
-        || die "cannot run apt-get (need root or sudo) to install $*"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
+SCRIPT=services
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
