@@ -40,6 +40,7 @@ FROM toolchain AS deps
 COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
 COPY host/Cargo.toml host/
 COPY guest/Cargo.toml guest/
+COPY testkit/Cargo.toml testkit/
 COPY tests/Cargo.toml tests/
 COPY bench/Cargo.toml bench/
 COPY examples/rules-threshold/Cargo.toml examples/rules-threshold/
@@ -49,18 +50,19 @@ COPY tests/rules/incompatible/Cargo.toml tests/rules/incompatible/
 # Empty crates behind the real manifests; then the commands of `make host` and
 # `make rules`; then forget our own (stub) crates so that the next stage
 # cannot mistake them for up to date.
-RUN mkdir -p host/src guest/src tests/src bench/src bench/benches examples/rules-threshold/src \
+RUN mkdir -p host/src guest/src testkit/src tests/tests/e2e bench/src bench/benches examples/rules-threshold/src \
         tests/rules/hostile/src tests/rules/broken/src tests/rules/incompatible/src \
     && echo 'fn main() {}' > host/src/main.rs \
     && echo 'fn main() {}' > bench/src/main.rs \
     && echo 'fn main() {}' > bench/benches/micro.rs \
-    && touch host/src/lib.rs guest/src/lib.rs tests/src/lib.rs examples/rules-threshold/src/lib.rs \
+    && echo 'fn main() {}' > tests/tests/e2e/main.rs \
+    && touch host/src/lib.rs guest/src/lib.rs testkit/src/lib.rs examples/rules-threshold/src/lib.rs \
         tests/rules/hostile/src/lib.rs tests/rules/broken/src/lib.rs tests/rules/incompatible/src/lib.rs \
     && cargo build --release --workspace \
     && cargo build --release --target wasm32-wasip2 -p beaker-rules -p beaker-rules-threshold -p beaker-test-rules-hostile -p beaker-test-rules-broken -p beaker-test-rules-incompatible \
-    && cargo clean --release -p beaker -p beaker-tests -p beaker-bench -p beaker-rules -p beaker-rules-threshold -p beaker-test-rules-hostile -p beaker-test-rules-broken -p beaker-test-rules-incompatible \
+    && cargo clean --release -p beaker -p beaker-testkit -p beaker-tests -p beaker-bench -p beaker-rules -p beaker-rules-threshold -p beaker-test-rules-hostile -p beaker-test-rules-broken -p beaker-test-rules-incompatible \
     && cargo clean --release --target wasm32-wasip2 -p beaker-rules -p beaker-rules-threshold -p beaker-test-rules-hostile -p beaker-test-rules-broken -p beaker-test-rules-incompatible \
-    && rm -rf host/src guest/src tests/src bench/src bench/benches examples/rules-threshold/src tests/rules/*/src
+    && rm -rf host/src guest/src testkit/src tests/tests bench/src bench/benches examples/rules-threshold/src tests/rules/*/src
 
 # -------------------------------------------------------------------- build --
 FROM deps AS build

@@ -19,12 +19,8 @@ pub enum BenchError {
     },
     #[error("{what} exited before it was ready; see {}", log.display())]
     Exited { what: String, log: PathBuf },
-    #[error("{what} was not ready within {seconds} s; see {}", log.display())]
-    NotReady {
-        what: String,
-        seconds: u64,
-        log: PathBuf,
-    },
+    #[error("{0}")]
+    Harness(String),
     #[error("{what} did not stop cleanly: {message}")]
     Stop { what: String, message: String },
     #[error("cannot read {}: {source}", path.display())]

@@ -3,6 +3,7 @@
 
 mod error;
 mod events;
+mod format;
 mod host;
 mod load;
 mod machine;
@@ -10,6 +11,7 @@ mod mix;
 mod nats;
 mod report;
 mod run;
+mod scaling;
 mod sql;
 mod swap;
 
@@ -107,6 +109,10 @@ struct RunArgs {
     /// Service configurations, `name:extra serve arguments` separated by `;`.
     #[arg(long, env = "BENCH_SERVICE_VARIANTS", default_value = "default:")]
     variants: String,
+    /// Requests in flight of the scaling measurement: one host, then three,
+    /// on a NATS cluster of three servers; 0: not measured.
+    #[arg(long, env = "BENCH_SCALING", default_value_t = 64)]
+    scaling: usize,
     /// Where the report goes (Markdown); none: only printed.
     #[arg(long)]
     output: Option<PathBuf>,
@@ -227,6 +233,7 @@ async fn run(args: RunArgs) -> Result<()> {
         variants: run::Variant::parse_list(&args.variants)?,
         log_dir: args.log_dir,
         revision: args.revision,
+        scaling: (args.scaling > 0).then_some(args.scaling),
     };
     let results = run::run(settings).await?;
     let table = results.markdown();
@@ -293,9 +300,9 @@ async fn load(args: LoadArgs) -> Result<()> {
             format!(" ({})", summary.refused_by_code())
         },
         summary.no_reply(),
-        report::millis(summary.p50),
-        report::millis(summary.p99),
-        report::millis(summary.p999),
+        format::millis(summary.p50),
+        format::millis(summary.p99),
+        format::millis(summary.p999),
     );
     client
         .drain()

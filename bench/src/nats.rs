@@ -17,11 +17,13 @@ pub const ECHO_PAYLOAD_BYTES: usize = 128;
 /// How long a request waits for its reply.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connects, with the client name shown in the server's connection list.
+/// Connects to `url` (or to any of several, comma-separated: a cluster),
+/// with the client name shown in the server's connection list.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BenchError> {
+    let servers: Vec<&str> = url.split(',').map(str::trim).collect();
     async_nats::ConnectOptions::new()
         .name(name)
-        .connect(url)
+        .connect(servers)
         .await
         .map_err(|e| BenchError::NatsConnect {
             url: url.to_string(),

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::events::EventLatency;
+use crate::format::{millis, signed_millis};
 use crate::load::Summary;
 use crate::mix::Mix;
 use crate::run::{Results, VariantResults};
@@ -16,28 +17,6 @@ const GOAL_RULES_SHARE: f64 = 0.02;
 const GOAL_RSS: u64 = 64 << 20;
 const GOAL_READY: Duration = Duration::from_millis(500);
 const GOAL_SWAP: Duration = Duration::from_millis(250);
-
-/// A duration in milliseconds, with the digits that matter.
-pub fn millis(duration: Duration) -> String {
-    let ms = duration.as_secs_f64() * 1000.0;
-    if ms < 10.0 {
-        format!("{ms:.2} ms")
-    } else if ms < 100.0 {
-        format!("{ms:.1} ms")
-    } else {
-        format!("{ms:.0} ms")
-    }
-}
-
-/// Signed nanoseconds in milliseconds.
-pub fn signed_millis(nanos: i64) -> String {
-    let text = millis(Duration::from_nanos(nanos.unsigned_abs()));
-    if nanos < 0 {
-        format!("−{text}")
-    } else {
-        text
-    }
-}
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
@@ -102,7 +81,44 @@ impl Results {
             self.service(&mut out, variant);
         }
         self.other_figures(&mut out);
+        self.scaling(&mut out);
         out
+    }
+
+    /// One host and three on a NATS cluster, beside the database's ceiling.
+    fn scaling(&self, out: &mut String) {
+        let Some(s) = &self.scaling else { return };
+        let _ = writeln!(
+            out,
+            "\n## Scaling out\n\n{} at {} in flight, on a cluster of three nats-servers (the stream and the bucket with three replicas) and the one Postgres:\n",
+            s.mix.label(),
+            s.concurrency
+        );
+        let _ = writeln!(
+            out,
+            "| hosts | throughput | p50 | p99 | errors |\n| --- | ---: | ---: | ---: | ---: |"
+        );
+        for (hosts, summary) in [(1, &s.one_host), (3, &s.three_hosts)] {
+            let _ = writeln!(
+                out,
+                "| {hosts} | {:.0}/s | {} | {} | {} |",
+                summary.throughput,
+                millis(summary.p50),
+                millis(summary.p99),
+                summary.refused_total() + summary.no_reply()
+            );
+        }
+        let ratio = s.three_hosts.throughput / s.one_host.throughput.max(f64::MIN_POSITIVE);
+        let ceiling = self
+            .sql
+            .iter()
+            .filter(|(mix, _, _)| *mix == s.mix)
+            .map(|(_, _, summary)| summary.throughput)
+            .fold(0.0_f64, f64::max);
+        let _ = writeln!(
+            out,
+            "\nThree hosts serve {ratio:.2}× one host. The same SQL alone, one transaction per request, peaks at {ceiling:.0}/s in this run: the database's ceiling for one transaction per change, which group commit lifts."
+        );
     }
 
     fn goals(&self, out: &mut String) {

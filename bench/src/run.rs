@@ -17,6 +17,7 @@ use crate::load::{self, Phase, Summary};
 use crate::machine::Machine;
 use crate::mix::{Mix, Products};
 use crate::nats;
+use crate::scaling::{self, ScalingResults};
 use crate::sql;
 use crate::swap::{self, SwapTiming};
 
@@ -80,6 +81,9 @@ pub struct Settings {
     pub log_dir: PathBuf,
     /// What the host under test was built from, for the report.
     pub revision: Option<String>,
+    /// Requests in flight of the scaling measurement (one host, then three,
+    /// on a NATS cluster); `None`: not measured.
+    pub scaling: Option<usize>,
 }
 
 /// One measured phase of the service.
@@ -121,6 +125,7 @@ pub struct Results {
     pub sql: Vec<(Mix, usize, Summary)>,
     pub echo: Vec<(usize, Summary)>,
     pub variants: Vec<VariantResults>,
+    pub scaling: Option<ScalingResults>,
 }
 
 /// The mixes the same-SQL baseline runs: the service's changes.
@@ -132,10 +137,10 @@ fn progress(what: &str, summary: &Summary) {
     let mut line = format!(
         "    {what}: {:.0}/s, p50 {}, p99 {}, p99.9 {}, max {}",
         summary.throughput,
-        crate::report::millis(summary.p50),
-        crate::report::millis(summary.p99),
-        crate::report::millis(summary.p999),
-        crate::report::millis(summary.max),
+        crate::format::millis(summary.p50),
+        crate::format::millis(summary.p99),
+        crate::format::millis(summary.p999),
+        crate::format::millis(summary.max),
     );
     if summary.refused_total() > 0 {
         line.push_str(&format!(", error replies {}", summary.refused_by_code()));
@@ -209,6 +214,17 @@ pub async fn run(settings: Settings) -> Result<Results, BenchError> {
         variants.push(service(&settings, &client, variant, &event_phases, index == last).await?);
     }
 
+    let scaling = match settings.scaling {
+        Some(concurrency) => {
+            step(&format!(
+                "scaling out: {} × {concurrency} against one host, then three, on a NATS cluster of three",
+                Mix::ChangeCold.label()
+            ));
+            Some(scaling::measure(&settings, Mix::ChangeCold, concurrency).await?)
+        }
+        None => None,
+    };
+
     Ok(Results {
         machine,
         date,
@@ -216,6 +232,7 @@ pub async fn run(settings: Settings) -> Result<Results, BenchError> {
         sql: sql_results,
         echo: echo_results,
         variants,
+        scaling,
     })
 }
 
@@ -301,8 +318,8 @@ async fn service(
     let host = Host::start(&config(1)).await?;
     eprintln!(
         "    ready {} after start (log: {})",
-        crate::report::millis(host.start_to_ready),
-        host.log.display()
+        crate::format::millis(host.start_to_ready()),
+        host.log().display()
     );
     let http = reqwest::Client::new();
     let first = host.histograms(&http).await?;
@@ -342,8 +359,8 @@ async fn service(
         let latency = events::measure(&settings.nats_url, phase, products, concurrency).await?;
         eprintln!(
             "    events × {concurrency}: reply → event p50 {}, p99 {}; {} of {} matched",
-            crate::report::signed_millis(latency.reply_to_event_p50),
-            crate::report::signed_millis(latency.reply_to_event_p99),
+            crate::format::signed_millis(latency.reply_to_event_p50),
+            crate::format::signed_millis(latency.reply_to_event_p99),
             latency.matched,
             latency.removes,
         );
@@ -363,7 +380,7 @@ async fn service(
                 .join(format!("rules-deploy-{}.log", variant.name)),
         )
         .await;
-        let second_start_to_ready = second.start_to_ready;
+        let second_start_to_ready = second.start_to_ready();
         second.stop().await?;
         let timing = timing?;
         eprintln!(
@@ -371,8 +388,8 @@ async fn service(
             timing.instances,
             timing
                 .from_deployed
-                .map_or("?".into(), crate::report::millis),
-            crate::report::millis(timing.from_command),
+                .map_or("?".into(), crate::format::millis),
+            crate::format::millis(timing.from_command),
         );
         Some(SwapResults {
             timing,
@@ -381,7 +398,7 @@ async fn service(
     } else {
         None
     };
-    let start_to_ready = host.start_to_ready;
+    let start_to_ready = host.start_to_ready();
     host.stop().await?;
     Ok(VariantResults {
         variant: variant.clone(),

@@ -13,10 +13,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
+
+use beaker::rules::Digest;
+use beaker::service::micro::InstanceInfo;
 
 use crate::error::BenchError;
 use crate::nats;
@@ -55,10 +56,7 @@ pub async fn measure(
             path: component.to_path_buf(),
             source,
         })?;
-    let digest: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = Digest::of(&bytes).to_string();
     let client = nats::connect(url, "beaker-bench swap").await?;
     let inbox = client.new_inbox();
     let mut answers = client
@@ -186,13 +184,12 @@ pub async fn measure(
     })
 }
 
-/// The instance id and rules digest in a `$SRV.INFO` answer.
+/// The instance id and rules digest in a `$SRV.INFO` answer, read with the
+/// host's own types.
 fn instance_digest(payload: &[u8]) -> Option<(String, String)> {
-    let info: Value = serde_json::from_slice(payload).ok()?;
-    Some((
-        info["id"].as_str()?.to_string(),
-        info["metadata"]["rules_digest"].as_str()?.to_string(),
-    ))
+    let info: InstanceInfo = serde_json::from_slice(payload).ok()?;
+    let rules = info.rules().ok()?;
+    Some((info.id, rules.digest.to_string()))
 }
 
 #[cfg(test)]
@@ -201,11 +198,14 @@ mod tests {
 
     #[test]
     fn reads_the_digest_from_an_info_answer() {
-        let answer = br#"{"type":"io.nats.micro.v1.info_response","name":"beaker","id":"abc",
-            "metadata":{"rules_digest":"00ff","rules_name":"x"}}"#;
+        let digest = "ab".repeat(32);
+        let answer = format!(
+            r#"{{"type":"io.nats.micro.v1.info_response","name":"beaker","id":"abc","version":"0.1.0",
+            "metadata":{{"rules_digest":"{digest}","rules_name":"x","rules_version":"1","rules_since":"t"}}}}"#
+        );
         assert_eq!(
-            instance_digest(answer),
-            Some(("abc".to_string(), "00ff".to_string()))
+            instance_digest(answer.as_bytes()),
+            Some(("abc".to_string(), digest))
         );
         assert_eq!(instance_digest(b"{}"), None);
         assert_eq!(instance_digest(b"not json"), None);

@@ -9,7 +9,7 @@
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use beaker_tests::{GATEWAY_TOKEN, TestEnv, output_dir, workspace_root};
+use beaker_testkit::{GATEWAY_TOKEN, TestEnv, output_dir, workspace_root};
 
 /// Checks that cannot hold for a gateway by design, each for a reason:
 /// - negative_data_rejection: the gateway forwards any body and returns the

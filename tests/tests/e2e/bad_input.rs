@@ -2,7 +2,7 @@
 //! nothing, and leaves the service serving.
 
 use anyhow::Result;
-use beaker_tests::{Contract, TestEnv};
+use beaker_testkit::{Contract, TestEnv};
 use bytes::Bytes;
 
 /// Words that would betray internals in a message meant for callers.

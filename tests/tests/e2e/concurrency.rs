@@ -1,7 +1,7 @@
 //! Stock never goes below zero, whatever the concurrency.
 
 use anyhow::Result;
-use beaker_tests::TestEnv;
+use beaker_testkit::TestEnv;
 use futures::future::join_all;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

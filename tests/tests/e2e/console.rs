@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use beaker_tests::{GATEWAY_TOKEN, TestEnv, output_dir, workspace_root};
+use beaker_testkit::{GATEWAY_TOKEN, TestEnv, output_dir, workspace_root};
 
 fn chromium() -> String {
     std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_string())

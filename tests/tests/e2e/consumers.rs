@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use async_nats::jetstream::{self, consumer::pull};
-use beaker_tests::{EVENTS_STREAM, TestEnv};
+use beaker_testkit::{EVENTS_STREAM, TestEnv};
 use futures::StreamExt;
 use serde_json::Value;
 

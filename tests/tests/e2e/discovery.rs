@@ -1,7 +1,7 @@
 //! NATS micro discovery: `$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`.
 
 use anyhow::Result;
-use beaker_tests::TestEnv;
+use beaker_testkit::TestEnv;
 use sha2::{Digest, Sha256};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,7 +35,7 @@ async fn info_names_the_service_its_endpoints_and_its_rules() -> Result<()> {
     .collect();
     assert_eq!(endpoints, expected);
 
-    let bytes = std::fs::read(beaker_tests::default_rules())?;
+    let bytes = std::fs::read(beaker_testkit::default_rules())?;
     let digest: String = Sha256::digest(&bytes)
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -2,8 +2,8 @@
 //! use, so a doc that goes stale fails a test.
 
 use anyhow::{Context, Result};
-use beaker_tests::secure::{PERMISSIONS_FILE, documented_grants, grants_table};
-use beaker_tests::workspace_root;
+use beaker_testkit::secure::{PERMISSIONS_FILE, documented_grants, grants_table};
+use beaker_testkit::workspace_root;
 
 /// The document that shows the NATS permissions, under "NATS permissions".
 const OPERATIONS: &str = "docs/operations.md";

@@ -4,10 +4,10 @@
 //! rules decided.
 
 use anyhow::Result;
-use beaker_tests::{Contract, EVENTS_STREAM, TestEnv};
+use beaker_testkit::{Contract, EVENTS_STREAM, TestEnv};
 use serde_json::{Value, json};
 
-fn payloads(events: &[beaker_tests::StreamEvent]) -> Vec<Value> {
+fn payloads(events: &[beaker_testkit::StreamEvent]) -> Vec<Value> {
     events.iter().map(|e| e.payload.clone()).collect()
 }
 

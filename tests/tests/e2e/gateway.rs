@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use base64::Engine;
-use beaker_tests::{
+use beaker_testkit::{
     Beaker, BeakerConfig, Contract, GATEWAY_TOKEN, Http, NatsServer, TestDb, TestEnv,
 };
 use futures::StreamExt;
@@ -35,7 +35,7 @@ where
     Fut: std::future::Future<Output = Result<()>>,
 {
     let mut everything = env.client.subscribe(">").await?;
-    beaker_tests::server_roundtrip(&env.client).await?;
+    beaker_testkit::server_roundtrip(&env.client).await?;
     refused().await?;
     let marker = r#"{"product-sku":"marker-7"}"#;
     let reply = env.http()?.request("stock.get", marker).await?;
@@ -201,7 +201,7 @@ async fn headers_travel_both_ways_and_idempotency_key_becomes_nats_msg_id() -> R
     let http = env.http()?;
     // A test responder on an allowed subject: it echoes what it received.
     let mut echo = env.client.subscribe("stock.echo").await?;
-    beaker_tests::server_roundtrip(&env.client).await?;
+    beaker_testkit::server_roundtrip(&env.client).await?;
     let responder = {
         let client = env.client.clone();
         tokio::spawn(async move {
@@ -264,7 +264,7 @@ async fn an_http_callers_trace_context_reaches_nats_with_its_natsh_headers() -> 
     let tracestate = "vendor1=opaque,vendor2=7";
     // A responder on an allowed subject that keeps what it received.
     let mut requests = env.client.subscribe("stock.traced").await?;
-    beaker_tests::server_roundtrip(&env.client).await?;
+    beaker_testkit::server_roundtrip(&env.client).await?;
     let responder = {
         let client = env.client.clone();
         tokio::spawn(async move {
@@ -301,7 +301,7 @@ async fn publish_delivers_the_message_and_reply_subjects_must_be_inboxes() -> Re
     let env = TestEnv::start_with_gateway("gateway_publish").await?;
     let http = env.http()?;
     let mut audit = env.client.subscribe("stock.audit").await?;
-    beaker_tests::server_roundtrip(&env.client).await?;
+    beaker_testkit::server_roundtrip(&env.client).await?;
 
     let published = http
         .send(
@@ -359,7 +359,7 @@ async fn publish_delivers_the_message_and_reply_subjects_must_be_inboxes() -> Re
     // Publishing to a service subject acts like any publish: it is applied,
     // and its reply goes to the inbox named, where the caller listens.
     let mut inbox = env.client.subscribe("_INBOX.put-caller.1").await?;
-    beaker_tests::server_roundtrip(&env.client).await?;
+    beaker_testkit::server_roundtrip(&env.client).await?;
     let add = http
         .send(
             http.authorized(
@@ -486,7 +486,7 @@ async fn no_responders_is_503_and_a_silent_responder_is_504() -> Result<()> {
 
     // A responder that takes every request and never answers.
     let silent = env.client.subscribe("stock.silent").await?;
-    beaker_tests::server_roundtrip(&env.client).await?;
+    beaker_testkit::server_roundtrip(&env.client).await?;
     let started = Instant::now();
     let timed_out = http
         .send(
@@ -603,7 +603,7 @@ async fn low_stock_events_stream_as_server_sent_events() -> Result<()> {
     Ok(())
 }
 
-struct EventStreamFromQuery(beaker_tests::EventStream);
+struct EventStreamFromQuery(beaker_testkit::EventStream);
 
 impl EventStreamFromQuery {
     async fn open(http: &Http) -> Result<Self> {
@@ -613,7 +613,7 @@ impl EventStreamFromQuery {
             http.token
         );
         let response = http.client.get(url).send().await?;
-        Ok(Self(beaker_tests::EventStream::from_response(response)?))
+        Ok(Self(beaker_testkit::EventStream::from_response(response)?))
     }
 }
 

@@ -13,7 +13,7 @@ use beaker::metrics::Metrics;
 use beaker::rules::state::RulesState;
 use beaker::rules::{RulesEngine, SandboxLimits};
 use beaker::store::{DbConfig, Store};
-use beaker_tests::{TestDb, TestEnv, default_rules};
+use beaker_testkit::{TestDb, TestEnv, default_rules};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -154,10 +154,10 @@ async fn group_commit_can_be_turned_off() -> Result<()> {
 /// that will wait for the row the test holds.
 fn remove_one_held(
     client: &async_nats::Client,
-) -> tokio::task::JoinHandle<Result<beaker_tests::Answer>> {
+) -> tokio::task::JoinHandle<Result<beaker_testkit::Answer>> {
     let client = client.clone();
     tokio::spawn(async move {
-        beaker_tests::call(
+        beaker_testkit::call(
             &client,
             "stock.remove",
             r#"{"product-sku":"held","quantity":1}"#,
@@ -180,7 +180,7 @@ async fn a_lone_request_for_a_held_row_does_not_hold_up_the_next_ones() -> Resul
     }
     let lock = env.db.lock_row("held").await?;
     let held = remove_one_held(&env.client);
-    beaker_tests::wait_until(
+    beaker_testkit::wait_until(
         "the host to wait for the held row",
         Duration::from_secs(30),
         || env.db.host_waits_for_a_lock(),
@@ -217,7 +217,7 @@ async fn a_row_held_elsewhere_holds_up_only_its_own_product() -> Result<()> {
 
     // Requests for the held product wait for its row...
     let held: Vec<_> = (0..4).map(|_| remove_one_held(&env.client)).collect();
-    beaker_tests::wait_until(
+    beaker_testkit::wait_until(
         "the host to wait for the held row",
         Duration::from_secs(30),
         || env.db.host_waits_for_a_lock(),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use beaker_tests::{TestEnv, call_with_headers};
+use beaker_testkit::{TestEnv, call_with_headers};
 use futures::future::join_all;
 
 const REMOVE_3: &str = r#"{"product-sku":"idem","quantity":3}"#;

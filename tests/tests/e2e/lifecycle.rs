@@ -4,10 +4,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Result;
-use beaker_tests::secure::Permissions;
-use beaker_tests::{
+use beaker_testkit::secure::Permissions;
+use beaker_testkit::{
     Beaker, BeakerConfig, EVENTS_STREAM, NatsServer, TestDb, TestEnv, beaker_bin, beaker_cli,
-    output_dir, service_infos, sha256_file, stream_events, wait_for_metadata, wasm,
+    output_dir, service_infos, sha256_file, stream_events, wait_for_rules, wasm,
 };
 use futures::future::join_all;
 use nix::sys::signal::Signal;
@@ -36,7 +36,7 @@ async fn sigterm_answers_everything_received_and_exits_zero() -> Result<()> {
         .await
     });
     // Let the burst reach the server, then stop.
-    beaker_tests::server_roundtrip(&env.client).await?;
+    beaker_testkit::server_roundtrip(&env.client).await?;
     let status = env
         .beaker
         .signal_and_wait(Signal::SIGTERM, Duration::from_secs(15))?;
@@ -47,7 +47,7 @@ async fn sigterm_answers_everything_received_and_exits_zero() -> Result<()> {
     for result in burst.await? {
         match result {
             Ok(reply) => {
-                let answer = beaker_tests::answer_from(reply);
+                let answer = beaker_testkit::answer_from(reply);
                 if answer.ok() {
                     answered += 1;
                 } else {
@@ -170,13 +170,13 @@ async fn a_missing_rules_file_stops_start_up_with_a_clear_message() -> Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_nats_stops_start_up_with_a_clear_message() -> Result<()> {
     let db = TestDb::create().await?;
-    let port = beaker_tests::free_port()?;
+    let port = beaker_testkit::free_port()?;
     let output = Command::new(beaker_bin())
         .arg("serve")
         .env("NATS_URL", format!("nats://127.0.0.1:{port}"))
         .env("NATS_CONNECT_TIMEOUT_MS", "500")
         .env("DATABASE_URL", &db.url)
-        .env("BEAKER_RULES", beaker_tests::default_rules())
+        .env("BEAKER_RULES", beaker_testkit::default_rules())
         .output()?;
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -290,9 +290,9 @@ async fn the_documented_nats_permissions_are_enough_to_serve_and_deploy() -> Res
 
     // The endpoints, discovery and a low-stock event into the stream.
     let add = r#"{"product-sku":"perm-1","quantity":12}"#;
-    assert!(beaker_tests::call(&client, "stock.add", add).await?.ok());
+    assert!(beaker_testkit::call(&client, "stock.add", add).await?.ok());
     let remove = r#"{"product-sku":"perm-1","quantity":5}"#;
-    let removed = beaker_tests::call(&client, "stock.remove", remove).await?;
+    let removed = beaker_testkit::call(&client, "stock.remove", remove).await?;
     assert_eq!(removed.level(), Some(7), "{:?}", removed.body);
     assert_eq!(
         service_infos(&client, Duration::from_millis(300))
@@ -327,7 +327,8 @@ async fn the_documented_nats_permissions_are_enough_to_serve_and_deploy() -> Res
             "rules {args:?}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        wait_for_metadata(&client, 1, "rules_digest", &sha256_file(active)?).await?;
+        let digest = sha256_file(active)?;
+        wait_for_rules(&client, 1, "the rules", |r| r.digest == *digest).await?;
     }
 
     // Nothing was refused along the way, on either side.
@@ -337,11 +338,7 @@ async fn the_documented_nats_permissions_are_enough_to_serve_and_deploy() -> Res
         .filter(|l| l.contains("Violation"))
         .collect();
     assert!(violations.is_empty(), "{violations:#?}");
-    let complaints: Vec<_> = beaker
-        .log_lines()
-        .into_iter()
-        .filter(|l| l["level"] == "WARN" || l["level"] == "ERROR")
-        .collect();
+    let complaints = beaker.complaints();
     assert!(complaints.is_empty(), "{complaints:#?}");
     Ok(())
 }

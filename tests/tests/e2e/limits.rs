@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use beaker_tests::{Answer, TestEnv, answer_from, wait_until};
+use beaker_testkit::{Answer, TestEnv, answer_from, wait_until};
 use bytes::Bytes;
 use futures::StreamExt;
 

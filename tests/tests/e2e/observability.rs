@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use beaker_tests::otlp::{OtlpReceiver, attribute, hex};
-use beaker_tests::proxy::TcpProxy;
-use beaker_tests::{
+use beaker_testkit::otlp::{OtlpReceiver, attribute, hex};
+use beaker_testkit::proxy::TcpProxy;
+use beaker_testkit::{
     Beaker, BeakerConfig, EVENTS_STREAM, NatsServer, TestDb, TestEnv, beaker_cli,
-    call_with_headers, metric_sum, scrape_metrics, sha256_file, stream_events, wait_for_metadata,
+    call_with_headers, metric_sum, scrape_metrics, sha256_file, stream_events, wait_for_rules,
     wasm, workspace_root,
 };
 use nix::sys::signal::Signal;
@@ -359,17 +359,17 @@ async fn no_secret_ever_reaches_the_logs() -> Result<()> {
     let client = async_nats::ConnectOptions::with_token(NATS_TOKEN.into())
         .connect(nats.url())
         .await?;
-    beaker_tests::call(&client, "stock.add", r#"{"product-sku":"s","quantity":1}"#).await?;
-    beaker_tests::call(&client, "stock.remove", "{bad").await?;
+    beaker_testkit::call(&client, "stock.add", r#"{"product-sku":"s","quantity":1}"#).await?;
+    beaker_testkit::call(&client, "stock.remove", "{bad").await?;
     // A client command that fails to authenticate, and one that works.
-    let wrong = std::process::Command::new(beaker_tests::beaker_bin())
+    let wrong = std::process::Command::new(beaker_testkit::beaker_bin())
         .args(["call", "stock.get", r#"{"product-sku":"s"}"#])
         .env("NATS_URL", nats.url())
         .env("NATS_TOKEN", format!("{NATS_TOKEN}-wrong"))
         .env("RUST_LOG", "debug")
         .output()?;
     assert_ne!(wrong.status.code(), Some(0));
-    let right = std::process::Command::new(beaker_tests::beaker_bin())
+    let right = std::process::Command::new(beaker_testkit::beaker_bin())
         .args(["call", "stock.get", r#"{"product-sku":"s"}"#])
         .env("NATS_URL", nats.url())
         .env("NATS_TOKEN", NATS_TOKEN)
@@ -408,7 +408,7 @@ async fn passwords_in_urls_stay_out_of_the_logs() -> Result<()> {
             .connect(nats.url())
             .await?;
     let reply =
-        beaker_tests::call(&client, "stock.add", r#"{"product-sku":"u","quantity":1}"#).await?;
+        beaker_testkit::call(&client, "stock.add", r#"{"product-sku":"u","quantity":1}"#).await?;
     assert!(reply.ok(), "{:?}", reply.body);
     let log = std::fs::read_to_string(&beaker.log)?;
     assert!(
@@ -545,7 +545,11 @@ async fn the_dashboard_and_the_alerts_query_only_metrics_the_host_exports() -> R
         "{}",
         String::from_utf8_lossy(&deployed.stderr)
     );
-    wait_for_metadata(&env.client, 1, "shadow_digest", &sha256_file(&shadow)?).await?;
+    let digest = sha256_file(&shadow)?;
+    wait_for_rules(&env.client, 1, "the shadow", |r| {
+        r.shadow.as_ref().is_some_and(|s| s.digest == *digest)
+    })
+    .await?;
     env.add("dash", 1).await?;
     env.db.wait_outbox_drained(Duration::from_secs(30)).await?;
 

@@ -3,7 +3,7 @@
 //! `docs/openapi.json` without going stale.
 
 use anyhow::{Context, Result, anyhow};
-use beaker_tests::{TestEnv, workspace_root};
+use beaker_testkit::{TestEnv, workspace_root};
 use serde_json::{Value, json};
 
 fn checked_in() -> Result<String> {

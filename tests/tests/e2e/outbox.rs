@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use anyhow::Result;
-use beaker_tests::{EVENTS_STREAM, TestEnv, stream_events};
+use beaker_testkit::{EVENTS_STREAM, TestEnv, stream_events};
 use futures::stream::{self, StreamExt};
 use nix::sys::signal::Signal;
 
@@ -23,7 +23,7 @@ async fn stock_products(env: &TestEnv, prefix: &str, count: usize) -> Result<Vec
 /// Removes one unit of each product (each leaves 4: a low-stock event),
 /// 32 requests at a time; every one must succeed.
 async fn remove_one_of_each(env: &TestEnv, skus: &[String]) -> Result<()> {
-    let results: Vec<Result<beaker_tests::Answer>> = stream::iter(skus)
+    let results: Vec<Result<beaker_testkit::Answer>> = stream::iter(skus)
         .map(|sku| env.remove(sku, 1))
         .buffer_unordered(32)
         .collect()
@@ -155,8 +155,8 @@ async fn two_relays_share_a_backlog_without_duplicates() -> Result<()> {
     assert_eq!(env.db.pending_events().await?, 1000);
 
     let first = std::thread::spawn({
-        let config = beaker_tests::BeakerConfig::new("two_relays", &env.nats, &env.db);
-        move || beaker_tests::Beaker::start(&config)
+        let config = beaker_testkit::BeakerConfig::new("two_relays", &env.nats, &env.db);
+        move || beaker_testkit::Beaker::start(&config)
     });
     let second = env.start_another(|c| c)?;
     let first = first

@@ -17,7 +17,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use beaker::contract::bounds::BOUNDS;
 use beaker::contract::schema::Schemas;
 use beaker::contract::wire::Endpoint;
-use beaker_tests::{default_rules, output_dir, workspace_root};
+use beaker_testkit::{default_rules, output_dir, workspace_root};
 
 #[path = "../../../fuzz/properties/request.rs"]
 mod request_property;

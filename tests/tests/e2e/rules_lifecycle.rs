@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use beaker_tests::{
-    TestEnv, beaker_cli, replace_file, service_infos, sha256_file, wait_for_metadata, wasm,
+use beaker_testkit::{
+    TestEnv, beaker_cli, replace_file, rules_reports, sha256_file, wait_for_rules, wasm,
 };
 use futures::future::join_all;
 
@@ -40,21 +40,19 @@ async fn a_changed_rules_file_is_swapped_in() -> Result<()> {
     );
     replace_file(&threshold_rules(), &file)?;
     let digest = sha256_file(&threshold_rules())?;
-    wait_for_metadata(&env.client, 1, "rules_digest", &digest).await?;
+    wait_for_rules(&env.client, 1, "the threshold rules", |r| {
+        r.digest == *digest
+    })
+    .await?;
     let refused = env.add("x", 2000).await?;
     assert_eq!(
         refused.code,
         Some(409),
         "threshold rules cap products at 1000"
     );
-    let infos = service_infos(&env.client, Duration::from_millis(200)).await?;
-    assert_eq!(infos[0]["metadata"]["rules_name"], "beaker-threshold-rules");
-    assert!(
-        infos[0]["metadata"]["rules_origin"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("file:")
-    );
+    let reports = rules_reports(&env.client, Duration::from_millis(200)).await?;
+    assert_eq!(reports[0].1.name, "beaker-threshold-rules");
+    assert!(reports[0].1.origin.starts_with("file:"), "{:?}", reports[0]);
     Ok(())
 }
 
@@ -71,16 +69,13 @@ async fn refused_candidates_leave_the_active_rules_serving() -> Result<()> {
     ] {
         replace_file(&wasm(candidate), &file)?;
         let digest = sha256_file(&wasm(candidate))?;
-        let infos = wait_for_metadata(&env.client, 1, "rules_refused_digest", &digest).await?;
-        let metadata = &infos[0]["metadata"];
-        assert_eq!(
-            metadata["rules_digest"],
-            active.as_str(),
-            "{candidate}: the old rules stay"
-        );
-        let why = metadata["rules_refused_reason"]
-            .as_str()
-            .unwrap_or_default();
+        let reports = wait_for_rules(&env.client, 1, "the refusal", |r| {
+            r.refused.as_ref().is_some_and(|x| x.digest == *digest)
+        })
+        .await?;
+        let rules = &reports[0].1;
+        assert_eq!(rules.digest, *active, "{candidate}: the old rules stay");
+        let why = rules.refused.as_ref().map_or("", |x| x.reason.as_str());
         assert!(why.contains(reason), "{candidate}: {why}");
         assert!(
             env.add("still-fine", 1).await?.ok(),
@@ -114,7 +109,7 @@ async fn twenty_swaps_under_load_fail_no_request() -> Result<()> {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 n += 1;
                 let body = serde_json::json!({"product-sku": format!("p{client_no}-{n}"), "quantity": 2000});
-                let reply = beaker_tests::call(&client, "stock.add", body.to_string()).await;
+                let reply = beaker_testkit::call(&client, "stock.add", body.to_string()).await;
                 answers.push(reply);
             }
             answers
@@ -129,7 +124,8 @@ async fn twenty_swaps_under_load_fail_no_request() -> Result<()> {
             default_rules()
         };
         replace_file(&next, &file)?;
-        wait_for_metadata(&env.client, 1, "rules_digest", &digests[(swap + 1) % 2]).await?;
+        let next = &digests[(swap + 1) % 2];
+        wait_for_rules(&env.client, 1, "the swap", |r| r.digest == **next).await?;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
 
@@ -179,9 +175,8 @@ async fn one_deploy_reaches_every_instance_and_rollback_undoes_it() -> Result<()
         String::from_utf8_lossy(&deployed.stderr)
     );
     let digest = sha256_file(&threshold)?;
-    let infos = wait_for_metadata(&env.client, 2, "rules_digest", &digest).await?;
-    for info in &infos {
-        let id = info["id"].as_str().unwrap_or_default();
+    let reports = wait_for_rules(&env.client, 2, "the deploy", |r| r.digest == *digest).await?;
+    for (id, _) in &reports {
         assert!(stdout.contains(id), "deploy lists instance {id}: {stdout}");
     }
     let status = beaker_cli(&url, &["rules", "status"])?;
@@ -212,12 +207,12 @@ async fn one_deploy_reaches_every_instance_and_rollback_undoes_it() -> Result<()
         "{}",
         String::from_utf8_lossy(&rolled_back.stderr)
     );
-    wait_for_metadata(&env.client, 2, "rules_digest", &digest).await?;
+    wait_for_rules(&env.client, 2, "the deploy", |r| r.digest == *digest).await?;
     assert_eq!(env.add("cap2", 2000).await?.code, Some(409));
 
     // A third instance started now serves the deployed rules from the start.
     let third = env.start_another(|c| c)?;
-    wait_for_metadata(&env.client, 3, "rules_digest", &digest).await?;
+    wait_for_rules(&env.client, 3, "the deploy", |r| r.digest == *digest).await?;
     drop(third);
     Ok(())
 }
@@ -253,9 +248,16 @@ async fn shadow_rules_are_compared_never_applied_then_promoted() -> Result<()> {
     }
     env.remove("big-0", 1).await?;
     env.remove("big-1", 1).await?;
-    let infos = wait_for_metadata(&env.client, 1, "shadow_agreements", "5").await?;
-    assert_eq!(infos[0]["metadata"]["shadow_divergences"], "5");
-    assert_eq!(infos[0]["metadata"]["shadow_failures"], "0");
+    let reports = wait_for_rules(&env.client, 1, "five agreements", |r| {
+        r.shadow.as_ref().is_some_and(|s| s.agreements == 5)
+    })
+    .await?;
+    let shadow = reports[0]
+        .1
+        .shadow
+        .clone()
+        .unwrap_or_else(|| unreachable!());
+    assert_eq!((shadow.divergences, shadow.failures), (5, 0));
     // Nothing the shadow decided was applied.
     assert_eq!(env.db.level("big-2").await?, Some(2000));
     let names: Vec<String> = sqlx::query_scalar("SELECT DISTINCT rules_name FROM stock_movements")
@@ -288,9 +290,9 @@ async fn shadow_rules_are_compared_never_applied_then_promoted() -> Result<()> {
         String::from_utf8_lossy(&promoted.stderr)
     );
     assert_eq!(env.add("big-9", 2000).await?.code, Some(409));
-    let infos = service_infos(&env.client, Duration::from_millis(200)).await?;
+    let reports = rules_reports(&env.client, Duration::from_millis(200)).await?;
     assert!(
-        infos[0]["metadata"]["shadow_digest"].is_null(),
+        reports[0].1.shadow.is_none(),
         "the shadow is gone once promoted"
     );
     Ok(())
@@ -298,7 +300,7 @@ async fn shadow_rules_are_compared_never_applied_then_promoted() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_runs_a_table_of_cases_offline() -> Result<()> {
-    let root = beaker_tests::workspace_root();
+    let root = beaker_testkit::workspace_root();
     let cases = root.join("examples/cases/default-rules.cases");
     let ok = beaker_cli(
         "nats://127.0.0.1:1",
@@ -334,7 +336,7 @@ async fn check_runs_a_table_of_cases_offline() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_threshold_rules_pass_their_own_table_of_cases() -> Result<()> {
-    let cases = beaker_tests::workspace_root().join("examples/cases/threshold-rules.cases");
+    let cases = beaker_testkit::workspace_root().join("examples/cases/threshold-rules.cases");
     // Every line that is not blank or a comment is a case.
     let table = std::fs::read_to_string(&cases)?;
     let count = table
@@ -369,7 +371,7 @@ async fn the_threshold_rules_pass_their_own_table_of_cases() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_says_clearly_when_nats_or_instances_are_missing() -> Result<()> {
-    let port = beaker_tests::free_port()?;
+    let port = beaker_testkit::free_port()?;
     let path = threshold_rules();
     let path = path.to_str().unwrap_or_default();
     let no_nats = beaker_cli(
@@ -379,7 +381,7 @@ async fn deploy_says_clearly_when_nats_or_instances_are_missing() -> Result<()> 
     assert_eq!(no_nats.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&no_nats.stderr).contains("cannot connect to NATS"));
 
-    let nats = beaker_tests::NatsServer::start("deploy_no_instances")?;
+    let nats = beaker_testkit::NatsServer::start("deploy_no_instances")?;
     let nobody = beaker_cli(&nats.url(), &["rules", "deploy", path])?;
     assert_eq!(nobody.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("no running instance answered"));
@@ -389,7 +391,7 @@ async fn deploy_says_clearly_when_nats_or_instances_are_missing() -> Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_rules_written_in_javascript_pass_the_same_cases() -> Result<()> {
     // Built by `make rules-js` (part of `make test`) from examples/rules-js.
-    let root = beaker_tests::workspace_root();
+    let root = beaker_testkit::workspace_root();
     let component = root.join("target/rules-js/beaker_rules_js.wasm");
     assert!(
         component.exists(),
@@ -425,8 +427,8 @@ async fn the_default_rules_written_in_javascript_pass_the_same_cases() -> Result
 /// `beaker rules check` of the default rules against their cases, with the
 /// compiled-component cache in `cache` (a directory, a file, anything).
 fn check_with_cache(cache: &std::path::Path) -> Result<std::process::Output> {
-    let cases = beaker_tests::workspace_root().join("examples/cases/default-rules.cases");
-    Ok(std::process::Command::new(beaker_tests::beaker_bin())
+    let cases = beaker_testkit::workspace_root().join("examples/cases/default-rules.cases");
+    Ok(std::process::Command::new(beaker_testkit::beaker_bin())
         .args(["rules", "check", "--cases"])
         .arg(&cases)
         .arg(default_rules())

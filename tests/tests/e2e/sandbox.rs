@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use beaker_tests::{TestEnv, metric_sum, scrape_metrics, wasm};
+use beaker_testkit::{TestEnv, metric_sum, scrape_metrics, wasm};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_hostile_behaviour_fails_only_its_own_request() -> Result<()> {
@@ -102,7 +102,7 @@ async fn a_component_asking_for_the_filesystem_is_refused() -> Result<()> {
         &path,
         r#"(component (import "wasi:filesystem/preopens@0.2.6" (instance (export "get-directories" (func)))))"#,
     )?;
-    let output = beaker_tests::beaker_cli(
+    let output = beaker_testkit::beaker_cli(
         "nats://127.0.0.1:1",
         &["rules", "check", path.to_str().unwrap_or_default()],
     )?;

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use base64::Engine;
-use beaker_tests::secure::{
+use beaker_testkit::secure::{
     Authority, ConfigUser, Operator, Permissions, random_secret, seed, start_server, stranger,
     tls_config, token_config, users_config,
 };
-use beaker_tests::{
+use beaker_testkit::{
     Beaker, BeakerConfig, NatsServer, TestDb, beaker_bin, metric_sum, output_dir, scrape_metrics,
     wait_until,
 };
@@ -28,7 +28,7 @@ const START: Duration = Duration::from_secs(60);
 /// One add through `client` is served.
 async fn serves(client: &async_nats::Client, sku: &str) -> Result<()> {
     let body = serde_json::json!({"product-sku": sku, "quantity": 3}).to_string();
-    let reply = beaker_tests::call(client, "stock.add", body).await?;
+    let reply = beaker_testkit::call(client, "stock.add", body).await?;
     assert!(reply.ok(), "{:?}", reply.body);
     assert_eq!(reply.level(), Some(3));
     Ok(())
@@ -223,7 +223,7 @@ async fn mutual_tls_with_a_private_ca_serves_and_untrusted_certificates_are_refu
     let url = format!("tls://127.0.0.1:{}", nats.port);
     let db = TestDb::create().await?;
     let tls =
-        |config: BeakerConfig, ca: &Path, client: Option<&beaker_tests::secure::CertFiles>| {
+        |config: BeakerConfig, ca: &Path, client: Option<&beaker_testkit::secure::CertFiles>| {
             let mut config = config
                 .env("NATS_TLS_CA", ca.display().to_string())
                 .env("NATS_TLS_REQUIRED", "true");
@@ -307,7 +307,7 @@ async fn without_permission_to_subscribe_to_its_subjects_the_host_says_so_and_st
         &[
             "refused",
             r#"Permissions Violation for Subscription to "stock.add""#,
-            "NATS permissions",
+            "docs/operations.md#nats-permissions",
         ],
         &[&password],
     )?;
@@ -338,7 +338,7 @@ async fn without_permission_to_publish_events_the_host_logs_what_was_refused_and
     serves(&client, "events-1").await?;
     let remove = r#"{"product-sku":"events-1","quantity":1}"#;
     assert!(
-        beaker_tests::call(&client, "stock.remove", remove)
+        beaker_testkit::call(&client, "stock.remove", remove)
             .await?
             .ok()
     );
@@ -447,11 +447,7 @@ async fn the_synadia_workload_variables_connect_with_least_privilege_over_tls() 
         .find(|line| line["message"] == "ready")
         .unwrap_or_default();
     assert_eq!(ready["nats"], url.as_str(), "{ready}");
-    let complaints: Vec<_> = beaker
-        .log_lines()
-        .into_iter()
-        .filter(|l| l["level"] == "WARN" || l["level"] == "ERROR")
-        .collect();
+    let complaints = beaker.complaints();
     assert!(complaints.is_empty(), "{complaints:#?}");
 
     // The client commands (the image's health check) read them too.

@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use beaker_tests::proxy::TcpProxy;
-use beaker_tests::{Beaker, BeakerConfig, NatsServer, TestDb, TestEnv};
+use beaker_testkit::proxy::TcpProxy;
+use beaker_testkit::{Beaker, BeakerConfig, NatsServer, TestDb, TestEnv};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -78,7 +78,7 @@ async fn sigterm_with_postgres_gone_stops_within_the_deadline() -> Result<()> {
         .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
     let mut beaker = Beaker::start(&config)?;
     let client = nats.client().await?;
-    let answer = beaker_tests::call(
+    let answer = beaker_testkit::call(
         &client,
         "stock.add",
         r#"{"product-sku":"before-the-outage","quantity":3}"#,
@@ -87,7 +87,7 @@ async fn sigterm_with_postgres_gone_stops_within_the_deadline() -> Result<()> {
     ensure!(answer.ok(), "{:?}", answer.body);
     proxy.cut();
     // The host has noticed: a request now gets a 503.
-    let answer = beaker_tests::call(
+    let answer = beaker_testkit::call(
         &client,
         "stock.add",
         r#"{"product-sku":"during-the-outage","quantity":3}"#,
@@ -130,7 +130,7 @@ async fn sigterm_with_a_request_stuck_on_a_row_lock_abandons_it_at_the_deadline(
             .timeout(Some(Duration::from_secs(20)));
         client.send_request("stock.remove", request).await
     });
-    beaker_tests::wait_until(
+    beaker_testkit::wait_until(
         "the remove to wait for the lock",
         Duration::from_secs(30),
         || env.db.host_waits_for_a_lock(),

@@ -2,7 +2,7 @@
 //! sees them: bodies, error headers, and what lands in the database.
 
 use anyhow::Result;
-use beaker_tests::{Contract, TestEnv};
+use beaker_testkit::{Contract, TestEnv};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

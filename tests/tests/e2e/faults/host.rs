@@ -4,8 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use beaker_tests::Beaker;
-use beaker_tests::campaign::{RunReport, Seed, campaign};
+use beaker_testkit::campaign::{RunReport, Seed, campaign};
 use nix::sys::signal::Signal;
 
 use super::{RECOVERY, Rig, Shape, run_load, run_name};
@@ -23,8 +22,7 @@ async fn host_killed_mid_load_loses_no_acknowledged_change() -> Result<()> {
             async |rig, _load| {
                 rig.host()?
                     .signal_and_wait(Signal::SIGKILL, Duration::from_secs(5))?;
-                rig.host = Some(Beaker::start(&rig.config)?);
-                rig.serving().await
+                rig.start_host_again().await
             },
         )
         .await?;
@@ -52,8 +50,7 @@ async fn host_sigterm_mid_load_answers_what_it_took_and_exits_zero() -> Result<(
                     .signal_and_wait(Signal::SIGTERM, Duration::from_secs(20))?;
                 stop = started.elapsed();
                 ensure!(status.success(), "exit status {status}");
-                rig.host = Some(Beaker::start(&rig.config)?);
-                rig.serving().await
+                rig.start_host_again().await
             },
         )
         .await?;
@@ -124,8 +121,7 @@ async fn host_sigterm_during_a_nats_outage_stops_within_its_deadline() -> Result
                         "exit status {status} is neither 0 nor 1"
                     );
                     rig.nats.restart()?;
-                    rig.host = Some(Beaker::start(&rig.config)?);
-                    rig.serving().await
+                    rig.start_host_again().await
                 },
             )
             .await?;

@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use beaker_tests::campaign::{RunReport, Seed, campaign};
-use beaker_tests::faults::{
-    Books, Load, plan, requests_served, retry_keyed, service_stats, stock_up,
+use beaker_testkit::campaign::{RunReport, Seed, campaign};
+use beaker_testkit::faults::{Books, Load, plan, retry_keyed, stock_up};
+use beaker_testkit::{
+    Beaker, BeakerConfig, EVENTS_STREAM, NatsServer, TestDb, output_dir, requests_served,
+    service_stats,
 };
-use beaker_tests::{Beaker, BeakerConfig, EVENTS_STREAM, NatsServer, TestDb, output_dir};
 
 use super::{INITIAL, KEYED_EVERY, SKUS, run_name};
 

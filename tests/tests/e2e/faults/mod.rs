@@ -3,7 +3,7 @@
 //! strikes, how long it lasts, how many clients, which requests — and
 //! every run is held to the same books. A failing run prints its seed;
 //! `FAULT_SEED=… make test-faults FAULTS=<scenario>` replays it (see
-//! `beaker_tests::campaign`).
+//! `beaker_testkit::campaign`).
 //!
 //! Each run starts its own processes (nats-server, the `beaker` binary,
 //! and a Postgres cluster of its own where Postgres is the fault, else a
@@ -17,6 +17,7 @@
 //! `make test-faults` runs them with their tables printed; `make soak
 //! FAULT_RUNS=50` runs each fifty times.
 
+mod cluster;
 mod host;
 mod instances;
 mod nats;
@@ -27,11 +28,11 @@ mod relay;
 use std::time::Duration;
 
 use anyhow::Result;
-use beaker_tests::campaign::Seed;
-use beaker_tests::faults::{
+use beaker_testkit::campaign::Seed;
+use beaker_testkit::faults::{
     Books, Load, LocalPostgres, Record, plan, retry_keyed, stock_up, wait_until_serving,
 };
-use beaker_tests::{Beaker, BeakerConfig, EVENTS_STREAM, NatsServer, TestDb, output_dir};
+use beaker_testkit::{Beaker, BeakerConfig, EVENTS_STREAM, NatsServer, TestDb, output_dir};
 
 const SKUS: [&str; 4] = ["bolt", "nut", "gear", "cog"];
 /// Units each product starts with: removes of 1–5 outpace adds a little,
@@ -93,9 +94,11 @@ impl Rig {
             command: "serve".to_string(),
             nats_url: nats.url(),
             database_url,
-            rules: beaker_tests::default_rules(),
+            rules: beaker_testkit::default_rules(),
             env: vec![("RUST_LOG".into(), "info".into())],
             args: Vec::new(),
+            bin: None,
+            log: None,
         });
         let host = Some(Beaker::start(&config)?);
         Ok(Self {
@@ -131,6 +134,12 @@ impl Rig {
     async fn serving(&self) -> Result<()> {
         wait_until_serving(&self.nats.url(), SKUS[0], RECOVERY).await
     }
+
+    /// A new host in place of the one that stopped, serving.
+    async fn start_host_again(&mut self) -> Result<()> {
+        self.host = Some(Beaker::start(&self.config)?);
+        self.serving().await
+    }
 }
 
 /// The random shape of one run's load.
@@ -147,9 +156,19 @@ impl Shape {
     /// 300 to 600 requests from `clients` clients; the fault strikes
     /// between a tenth and three fifths of the way in.
     fn draw(seed: &mut Seed, clients: std::ops::RangeInclusive<usize>) -> Self {
+        Self::draw_striking(seed, clients, 0.1..0.6)
+    }
+
+    /// The same, the fault striking within `strike` (fractions of the
+    /// load): a fault that must be seen by many requests strikes early.
+    fn draw_striking(
+        seed: &mut Seed,
+        clients: std::ops::RangeInclusive<usize>,
+        strike: std::ops::Range<f64>,
+    ) -> Self {
         let requests = seed.between(300, 600) as usize;
         let clients = seed.between(*clients.start() as u64, *clients.end() as u64) as usize;
-        let fault_at = (requests as f64 * seed.fraction(0.1, 0.6)) as usize;
+        let fault_at = (requests as f64 * seed.fraction(strike.start, strike.end)) as usize;
         Self {
             requests,
             clients,
@@ -188,11 +207,17 @@ async fn run_load(
     load.release();
     records.extend(load.finish().await?);
 
+    settle(rig, title, &mut records).await
+}
+
+/// After the load: every keyed request retried (a client that lost track
+/// would), then the books settled and held to every promise.
+async fn settle(rig: &Rig, title: &str, records: &mut [Record]) -> Result<Books> {
     let client = rig.nats.client().await?;
-    retry_keyed(&client, &mut records, 3).await?;
+    retry_keyed(&client, records, 3).await?;
     let pool = rig.pool().await?;
-    let books = Books::check(title, &pool, &client, EVENTS_STREAM, &records).await?;
-    books.assert_clean(&rig.name, &records)?;
+    let books = Books::check(title, &pool, &client, EVENTS_STREAM, records).await?;
+    books.assert_clean(&rig.name, records)?;
     Ok(books)
 }
 

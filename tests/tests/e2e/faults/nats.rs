@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use beaker_tests::Beaker;
-use beaker_tests::campaign::{RunReport, Seed, campaign};
+use beaker_testkit::campaign::{RunReport, Seed, campaign};
 use nix::sys::signal::Signal;
 
 use super::{Rig, Shape, run_load, run_name};
@@ -66,8 +65,7 @@ async fn nats_and_host_killed_together_keep_the_books() -> Result<()> {
                         rig.nats.kill();
                     }
                     rig.nats.restart()?;
-                    rig.host = Some(Beaker::start(&rig.config)?);
-                    rig.serving().await
+                    rig.start_host_again().await
                 },
             )
             .await?;

@@ -3,8 +3,8 @@
 //! restarted.
 
 use anyhow::{Result, ensure};
-use beaker_tests::campaign::{RunReport, Seed, campaign};
-use beaker_tests::faults::StopMode;
+use beaker_testkit::campaign::{RunReport, Seed, campaign};
+use beaker_testkit::faults::StopMode;
 
 use super::{RECOVERY, Rig, Shape, run_load, run_name};
 

@@ -8,11 +8,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use beaker_tests::campaign::{RunReport, Seed, campaign};
-use beaker_tests::faults::{Books, Load, Op, Planned, Record, StopMode, retry_keyed, stock_up};
-use beaker_tests::{Beaker, EVENTS_STREAM};
+use beaker_testkit::Beaker;
+use beaker_testkit::campaign::{RunReport, Seed, campaign};
+use beaker_testkit::faults::{Books, Load, Op, Planned, Record, StopMode, stock_up};
 
-use super::{RECOVERY, Rig, run_name};
+use super::{RECOVERY, Rig, run_name, settle};
 
 /// Each product starts here: one unit removed leaves 8, below the default
 /// rules' threshold of 10, so every remove commits one event.
@@ -48,12 +48,7 @@ async fn relay_run(
     let load = Load::start(&rig.nats.url(), removes, products, None).await?;
     fault(rig, &load).await?;
     records.extend(load.finish().await?);
-    let client = rig.nats.client().await?;
-    retry_keyed(&client, &mut records, 3).await?;
-    let pool = rig.pool().await?;
-    let books = Books::check(title, &pool, &client, EVENTS_STREAM, &records).await?;
-    books.assert_clean(&rig.name, &records)?;
-    Ok(books)
+    settle(rig, title, &mut records).await
 }
 
 /// Waits until the host logs that its NATS connection is back (after log
@@ -83,6 +78,26 @@ async fn drain_after_reconnection(rig: &mut Rig, seen: usize) -> Result<(Duratio
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// NATS killed, away for `outage`, started again on the same port and
+/// store; returns how long the backlog took to drain after the host
+/// reconnected, and how many events were pending then.
+async fn nats_outage(rig: &mut Rig, outage: Duration) -> Result<(Duration, i64)> {
+    let seen = rig.host()?.log_lines().len();
+    rig.nats.kill();
+    tokio::time::sleep(outage).await;
+    rig.nats.restart()?;
+    drain_after_reconnection(rig, seen).await
+}
+
+/// The drain must be prompt: within a second of the reconnection.
+fn drained_promptly((took, backlog): (Duration, i64)) -> Result<()> {
+    ensure!(
+        took <= DRAIN_AFTER_RECONNECTION,
+        "the backlog of {backlog} events took {took:?} to drain after the reconnection"
+    );
+    Ok(())
 }
 
 async fn pending_events(pool: &sqlx::PgPool) -> Result<i64> {
@@ -140,20 +155,13 @@ async fn nats_killed_while_events_are_relayed_drains_the_backlog_on_reconnection
             async |rig, load| {
                 load.wait_for("a share of the replies", RECOVERY, |t| t.done >= kill_at)
                     .await?;
-                let seen = rig.host()?.log_lines().len();
-                rig.nats.kill();
-                tokio::time::sleep(outage).await;
-                rig.nats.restart()?;
-                drain = drain_after_reconnection(rig, seen).await?;
+                drain = nats_outage(rig, outage).await?;
                 Ok(())
             },
         )
         .await?;
+        drained_promptly(drain)?;
         let (took, backlog) = drain;
-        ensure!(
-            took <= DRAIN_AFTER_RECONNECTION,
-            "the backlog of {backlog} events took {took:?} to drain after the reconnection"
-        );
         let mut report = RunReport::default();
         report
             .figure("drain after reconnection", took)
@@ -242,7 +250,7 @@ async fn postgres_restarted_while_the_relay_publishes_loses_no_event() -> Result
                     rig.pg()?.start_again()?;
                     let back = Instant::now();
                     let pool = rig.pool().await?;
-                    beaker_tests::wait_until("the outbox to drain", RECOVERY, || async {
+                    beaker_testkit::wait_until("the outbox to drain", RECOVERY, || async {
                         Ok(pending_events(&pool).await? == 0)
                     })
                     .await

@@ -1,0 +1,159 @@
+//! A NATS cluster on loopback: three (or more) `nats-server`s clustered
+//! through routes, each with JetStream and a store of its own, as Synadia
+//! Cloud runs them. Uses nothing newer than nats-server 2.9.
+//!
+//! A server reports ready before the cluster has formed; the cluster is
+//! usable once JetStream has a meta leader, which [`NatsCluster::start`]
+//! waits for (`$JS.API.INFO` answers only then).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::nats_server::NatsServer;
+use crate::paths::free_port;
+
+/// How long a forming cluster may take to elect its JetStream meta leader.
+const META_LEADER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A cluster of `nats-server`s.
+#[derive(Debug)]
+pub struct NatsCluster {
+    pub servers: Vec<NatsServer>,
+    /// Each server's name (`-n`), as JetStream reports leaders.
+    pub names: Vec<String>,
+    /// Each server's monitoring port (`/connz`: who is connected where).
+    monitor_ports: Vec<u16>,
+}
+
+impl NatsCluster {
+    /// Starts `size` servers clustered through routes and waits until
+    /// JetStream has a meta leader.
+    pub async fn start(name: &str, size: usize) -> Result<Self> {
+        let client_ports = (0..size).map(|_| free_port()).collect::<Result<Vec<_>>>()?;
+        let cluster_ports = (0..size).map(|_| free_port()).collect::<Result<Vec<_>>>()?;
+        let monitor_ports = (0..size).map(|_| free_port()).collect::<Result<Vec<_>>>()?;
+        let cluster_name = format!("beaker-test-{}", uuid::Uuid::new_v4().simple());
+        let mut servers = Vec::with_capacity(size);
+        let mut names = Vec::with_capacity(size);
+        for i in 0..size {
+            let server_name = format!("n{i}");
+            let routes: Vec<String> = cluster_ports
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, port)| format!("nats://127.0.0.1:{port}"))
+                .collect();
+            let args = vec![
+                "-n".to_string(),
+                server_name.clone(),
+                "--cluster_name".to_string(),
+                cluster_name.clone(),
+                "--cluster".to_string(),
+                format!("nats://127.0.0.1:{}", cluster_ports[i]),
+                "--routes".to_string(),
+                routes.join(","),
+                "-m".to_string(),
+                monitor_ports[i].to_string(),
+            ];
+            servers.push(NatsServer::start_on(
+                name,
+                client_ports[i],
+                &format!("nats-server-{server_name}.log"),
+                args,
+            )?);
+            names.push(server_name);
+        }
+        let cluster = Self {
+            servers,
+            names,
+            monitor_ports,
+        };
+        cluster.wait_for_meta_leader(META_LEADER_TIMEOUT).await?;
+        Ok(cluster)
+    }
+
+    /// Every server's URL, the one at `first` first: what a host that
+    /// prefers that server is given as `NATS_URL`.
+    pub fn urls_from(&self, first: usize) -> String {
+        let n = self.servers.len();
+        (0..n)
+            .map(|k| self.servers[(first + k) % n].url())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A client that knows every server, so that it survives losing one.
+    pub async fn client(&self) -> Result<async_nats::Client> {
+        let urls: Vec<String> = self.servers.iter().map(NatsServer::url).collect();
+        Ok(async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(urls)
+            .await?)
+    }
+
+    /// Waits until `$JS.API.INFO` answers: the cluster has a JetStream
+    /// meta leader and takes JetStream requests.
+    pub async fn wait_for_meta_leader(&self, timeout: Duration) -> Result<()> {
+        let client = self.client().await?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let asked = tokio::time::timeout(
+                Duration::from_secs(2),
+                client.request("$JS.API.INFO", bytes::Bytes::new()),
+            )
+            .await;
+            if let Ok(Ok(answer)) = asked
+                && let Ok(info) = serde_json::from_slice::<Value>(&answer.payload)
+                && info.get("error").is_none()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the cluster elected no JetStream meta leader within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The index of the running server a client whose connection name
+    /// contains `name` is connected to (the host names its connection
+    /// `beaker <instance id>`), if any.
+    pub async fn server_of(&self, name: &str) -> Result<Option<usize>> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        for (i, port) in self.monitor_ports.iter().enumerate() {
+            let url = format!("http://127.0.0.1:{port}/connz?limit=1024");
+            let Ok(response) = http.get(&url).send().await else {
+                continue; // a server that is down
+            };
+            let connz: Value = serde_json::from_str(&response.text().await?)?;
+            let found = connz["connections"].as_array().is_some_and(|list| {
+                list.iter()
+                    .any(|c| c["name"].as_str().is_some_and(|n| n.contains(name)))
+            });
+            if found {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The index of the server that leads `stream`'s replicas now.
+    pub async fn stream_leader(&self, client: &async_nats::Client, stream: &str) -> Result<usize> {
+        let answer = client
+            .request(format!("$JS.API.STREAM.INFO.{stream}"), bytes::Bytes::new())
+            .await
+            .with_context(|| format!("stream info of {stream}"))?;
+        let info: Value = serde_json::from_slice(&answer.payload)?;
+        let leader = info["cluster"]["leader"]
+            .as_str()
+            .with_context(|| format!("{stream} reports no leader: {info}"))?;
+        self.names
+            .iter()
+            .position(|n| n == leader)
+            .with_context(|| format!("{stream}'s leader {leader} is none of {:?}", self.names))
+    }
+}
