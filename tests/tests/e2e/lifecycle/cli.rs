@@ -1,0 +1,166 @@
+//! The client commands (`call`, `ledger`) and the help of every command.
+
+use std::process::Command;
+
+use anyhow::Result;
+use beaker_testkit::{TestEnv, beaker_bin};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_prints_the_reply_and_reports_errors_in_its_exit_status() -> Result<()> {
+    let env = TestEnv::start("cli_call").await?;
+    let run = |args: &[&str]| {
+        Command::new(beaker_bin())
+            .arg("call")
+            .args(args)
+            .env("NATS_URL", env.nats.url())
+            .env_remove("RUST_LOG")
+            .output()
+    };
+    let ok = run(&["stock.add", r#"{"product-sku":"cli","quantity":2}"#])?;
+    assert_eq!(ok.status.code(), Some(0));
+    // A call that works says nothing but its reply: no client chatter.
+    assert_eq!(String::from_utf8_lossy(&ok.stderr), "");
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        r#"{"ok":true,"product-sku":"cli","quantity":2}"#
+    );
+
+    let refused = run(&["stock.remove", r#"{"product-sku":"cli","quantity":5}"#])?;
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("Nats-Service-Error-Code: 409"), "{stderr}");
+
+    let nobody = run(&["stock.nothing", "{}"])?;
+    assert_eq!(nobody.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("no service is listening"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_command_prints_the_history_and_its_sum() -> Result<()> {
+    let env = TestEnv::start("cli_ledger").await?;
+    env.add("led", 10).await?;
+    env.remove("led", 3).await?;
+    let output = Command::new(beaker_bin())
+        .args(["ledger", "led"])
+        .env("DATABASE_URL", &env.db.url)
+        .output()?;
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains(" add ") || l.contains(" remove "))
+            .count(),
+        2,
+        "{text}"
+    );
+    assert!(
+        text.contains("led: level 7; the changes sum to 7"),
+        "{text}"
+    );
+
+    let json = Command::new(beaker_bin())
+        .args(["ledger", "led", "--json"])
+        .env("DATABASE_URL", &env.db.url)
+        .output()?;
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["level_after"], 7);
+    Ok(())
+}
+
+/// `beaker [COMMAND…] --help`: its exit status and its text.
+fn help(command: &[&str]) -> Result<(Option<i32>, String)> {
+    let output = Command::new(beaker_bin())
+        .args(command)
+        .arg("--help")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()?;
+    Ok((
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    ))
+}
+
+/// The subcommands a help text lists under `Commands:`, without `help`.
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|line| !line.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .filter(|line| !line.starts_with("   "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_command_has_help_and_serve_names_its_variables() -> Result<()> {
+    let (code, top) = help(&[])?;
+    assert_eq!(code, Some(0), "{top}");
+    let commands = subcommands(&top);
+    for expected in [
+        "serve", "gateway", "openapi", "migrate", "call", "ledger", "rules",
+    ] {
+        assert!(commands.iter().any(|c| c == expected), "{expected}: {top}");
+    }
+    let (code, rules) = help(&["rules"])?;
+    assert_eq!(code, Some(0), "{rules}");
+    let rules_commands = subcommands(&rules);
+    for expected in [
+        "check",
+        "deploy",
+        "status",
+        "rollback",
+        "promote",
+        "drop-shadow",
+    ] {
+        assert!(
+            rules_commands.iter().any(|c| c == expected),
+            "rules {expected}: {rules}"
+        );
+    }
+
+    let mut every: Vec<Vec<&str>> = commands.iter().map(|c| vec![c.as_str()]).collect();
+    every.extend(rules_commands.iter().map(|c| vec!["rules", c.as_str()]));
+    for command in &every {
+        let (code, text) = help(command)?;
+        let name = command.join(" ");
+        assert_eq!(code, Some(0), "{name}: {text}");
+        // `Usage: <program> <command…> …`: the help of that very command
+        // (the program's name is whatever the binary is called).
+        let usage = text
+            .lines()
+            .find_map(|line| line.strip_prefix("Usage: "))
+            .unwrap_or_default();
+        let words: Vec<&str> = usage
+            .split_whitespace()
+            .skip(1)
+            .take(command.len())
+            .collect();
+        assert_eq!(&words, command, "{name}: {text}");
+    }
+
+    // The main settings of serve, each with the variable that sets it
+    // (shown as `[env: NAME=]`, or `[env: NAME]` for hidden values).
+    let (_, serve) = help(&["serve"])?;
+    for variable in [
+        "NATS_URL",
+        "DATABASE_URL",
+        "BEAKER_RULES",
+        "BEAKER_METRICS_ADDR",
+        "BEAKER_GATEWAY_ADDR",
+    ] {
+        assert!(
+            serve.contains(&format!("[env: {variable}="))
+                || serve.contains(&format!("[env: {variable}]")),
+            "serve --help does not name {variable}:\n{serve}"
+        );
+    }
+    Ok(())
+}
