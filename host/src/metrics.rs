@@ -55,6 +55,9 @@ pub struct Metrics {
     pub relay_rounds_abandoned: Counter<u64>,
     /// `beaker.group_commit.size`: requests per group commit transaction.
     pub group_size: Histogram<u64>,
+    /// `beaker.requests.busy`: requests answered 503 because the instance
+    /// was at its limit, by reason (`queue_full`, `waited_too_long`).
+    pub busy: Counter<u64>,
     pub gauges: Arc<Gauges>,
 }
 
@@ -113,8 +116,17 @@ impl Metrics {
                 .with_description("Adds and removes applied in one group commit transaction")
                 .with_boundaries(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0])
                 .build(),
+            busy: meter
+                .u64_counter("beaker.requests.busy")
+                .with_description(
+                    "Requests answered 503 because the instance was at its limit, by reason",
+                )
+                .build(),
             gauges: Arc::new(Gauges::default()),
         });
+        for reason in ["queue_full", "waited_too_long"] {
+            metrics.busy.add(0, &[KeyValue::new("reason", reason)]);
+        }
         // Counters of rare things start at 0, so that they are on /metrics
         // (and rate() works) before the first one happens.
         for kind in crate::rules::CallError::KINDS {
@@ -255,6 +267,28 @@ impl Metrics {
                 "1 while the outbox relay is connected to NATS but has published nothing lately",
             )
             .with_callback(move |o| o.observe(gauges.relay_stalled.load(Ordering::Relaxed), &[]))
+            .build();
+    }
+
+    /// Registers the gauges of the requests taken in: processed now, and
+    /// waiting for a slot.
+    pub fn observe_admission(&self, admission: Arc<crate::service::Admission>) {
+        let meter = meter();
+        let taken = admission.clone();
+        meter
+            .u64_observable_gauge("beaker.requests.in_flight")
+            .with_description("Requests being processed now")
+            .with_callback(move |o| o.observe(taken.in_flight() as u64, &[]))
+            .build();
+        meter
+            .u64_observable_gauge("beaker.requests.waiting")
+            .with_description("Requests waiting for a free slot (BEAKER_MAX_IN_FLIGHT) now")
+            .with_callback(move |o| {
+                o.observe(
+                    admission.taken().saturating_sub(admission.in_flight()) as u64,
+                    &[],
+                )
+            })
             .build();
     }
 

@@ -23,6 +23,7 @@ pub use self::rules::{BucketReplicasArgs, DEFAULT_RULES_PATH, RulesArgs, Sandbox
 pub use self::service::{GroupCommitArgs, ServiceArgs, ShutdownArgs};
 use crate::gateway::{GatewayConfig, GatewayError};
 use crate::observe::telemetry::LogFormat;
+use crate::service::AdmissionSettings;
 use crate::startup::{EventsSettings, GatewaySettings, ServeSettings, ServiceSettings};
 
 /// A setting that cannot be used as given.
@@ -33,6 +34,12 @@ pub enum ConfigError {
         setting: &'static str,
         value: Duration,
         min: Duration,
+    },
+    #[error("{setting} is {value:?}; it must be at most {max:?}")]
+    TooLong {
+        setting: &'static str,
+        value: Duration,
+        max: Duration,
     },
     #[error(transparent)]
     Gateway(#[from] GatewayError),
@@ -50,6 +57,18 @@ fn at_least(
             setting,
             value,
             min,
+        }),
+    }
+}
+
+/// `value`, if it is at most `max`.
+fn at_most(setting: &'static str, value: Duration, max: Duration) -> Result<Duration, ConfigError> {
+    match value <= max {
+        true => Ok(value),
+        false => Err(ConfigError::TooLong {
+            setting,
+            value,
+            max,
         }),
     }
 }
@@ -118,6 +137,15 @@ impl TryFrom<&ServeArgs> for ServeSettings {
             service: ServiceSettings {
                 queue_group: service.queue_group.clone(),
                 max_in_flight: service.max_in_flight,
+                admission: AdmissionSettings {
+                    max_in_flight: service.max_in_flight,
+                    max_waiting: service.max_waiting,
+                    max_wait: at_most(
+                        "BEAKER_MAX_WAIT",
+                        service.max_wait,
+                        Duration::from_secs(60),
+                    )?,
+                },
                 max_request_bytes: service.max_request_bytes as usize,
                 idempotency_ttl: events.idempotency_ttl,
                 group_commit: service.group_commit.settings(),

@@ -13,7 +13,8 @@ pub struct ServiceArgs {
     /// NATS queue group the endpoints join; instances in one group share the load.
     #[arg(long = "queue-group", env = "BEAKER_QUEUE_GROUP", default_value = "q")]
     pub queue_group: String,
-    /// Requests processed at once; more get an immediate 503 rather than waiting in a queue.
+    /// Requests processed at once; more wait for a slot (see --max-wait and
+    /// --max-waiting).
     #[arg(
         long = "max-in-flight",
         env = "BEAKER_MAX_IN_FLIGHT",
@@ -21,6 +22,24 @@ pub struct ServiceArgs {
         value_parser = clap::value_parser!(u32).range(1..=65_536)
     )]
     pub max_in_flight: u32,
+    /// Requests waiting for a slot at once; beyond, an immediate 503 (0: no
+    /// waiting at all).
+    #[arg(
+        long = "max-waiting",
+        env = "BEAKER_MAX_WAITING",
+        default_value_t = 4096,
+        value_parser = clap::value_parser!(u32).range(0..=1_048_576)
+    )]
+    pub max_waiting: u32,
+    /// Longest a request waits for a slot before its 503; a caller's
+    /// Beaker-Timeout-Ms header shortens it.
+    #[arg(
+        long = "max-wait",
+        env = "BEAKER_MAX_WAIT",
+        default_value = "2s",
+        value_parser = humantime::parse_duration
+    )]
+    pub max_wait: Duration,
     /// Largest request body accepted, in bytes.
     #[arg(
         long = "max-request-bytes",

@@ -223,6 +223,12 @@ pub enum Reply {
 /// The header name that carries a request's idempotency key.
 pub const IDEMPOTENCY_HEADER: &str = "Nats-Msg-Id";
 
+/// The header in which a caller may say how long it waits for the reply,
+/// in milliseconds: a request that cannot get a slot sooner is answered 503
+/// then, rather than after its caller has given up. The HTTP gateway sends
+/// its own timeout.
+pub const TIMEOUT_HEADER: &str = "Beaker-Timeout-Ms";
+
 impl Reply {
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         Reply::Err {

@@ -106,7 +106,13 @@ pub(super) async fn request(
 ) -> Result<Response, Failure> {
     let subject = checked_subject(path, false, &gw.config.allow_publish, "requests on")?;
     let timeout = request_timeout(query.as_deref(), &gw.config)?;
-    let nats = nats_headers(&headers)?;
+    let mut nats = nats_headers(&headers)?;
+    // The gateway gives up after `timeout`: the service need not make the
+    // request wait for a slot any longer than that.
+    nats.insert(
+        crate::contract::wire::TIMEOUT_HEADER,
+        timeout.as_millis().to_string().as_str(),
+    );
     let payload = read_body(body, gw.config.max_body_bytes, &headers).await?;
     let request = async_nats::Request::new()
         .payload(payload)

@@ -2,7 +2,7 @@
 //! inventory's reply, the reply checked against its schema and sent with
 //! the NATS micro error headers, the request counted.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use async_nats::{HeaderMap, HeaderValue, Message};
 use bytes::Bytes;

@@ -1,22 +1,31 @@
-//! The `stock.*` endpoints on NATS: the queue-group subscriptions, the
-//! limit of requests in flight, and the replies with the NATS micro error
-//! headers. What a request means is the inventory core's business
-//! ([`crate::inventory`]); this module only carries it.
+//! The `stock.*` endpoints on NATS: the queue-group subscriptions, which
+//! requests are taken and which are told the service is busy, and the
+//! replies with the NATS micro error headers. What a request means is the
+//! inventory core's business ([`crate::inventory`]); this module only
+//! carries it.
 //!
+//! - [`admission`]: the limit of requests in flight, and the bounded wait
+//!   for a slot;
 //! - [`answer`]: one request's span, its reply checked and sent;
 //! - [`micro`]: discovery (`$SRV.PING|INFO|STATS`) and statistics.
 
+mod admission;
 mod answer;
 pub mod micro;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use async_nats::{Client, Message, Subscriber};
 use futures::{FutureExt, StreamExt};
-use tokio::sync::{Semaphore, watch};
+use opentelemetry::KeyValue;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
-use crate::contract::wire::{Endpoint, ErrorCode, Reply};
+pub use admission::{Admission, AdmissionSettings, Busy};
+
+use crate::contract::wire::{Endpoint, ErrorCode, Reply, TIMEOUT_HEADER};
 use crate::inventory::Inventory;
 use crate::metrics::Metrics;
 use crate::nats::link::{self, Link};
@@ -29,17 +38,23 @@ pub struct Service {
     client: Client,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
-    max_in_flight: u32,
-    permits: Arc<Semaphore>,
+    admission: Arc<Admission>,
+    /// When "busy" was last logged (ms since `started`): a burst is one
+    /// warning every few seconds, not one per request.
+    busy_logged_at: AtomicU64,
+    started: Instant,
 }
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Service")
-            .field("max_in_flight", &self.max_in_flight)
+            .field("admission", &self.admission)
             .finish_non_exhaustive()
     }
 }
+
+/// How often a burst refused as busy is logged.
+const BUSY_LOG_EVERY: Duration = Duration::from_secs(5);
 
 impl Service {
     pub fn new(
@@ -47,16 +62,18 @@ impl Service {
         client: Client,
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
-        max_in_flight: u32,
+        admission: AdmissionSettings,
     ) -> Arc<Self> {
-        let max_in_flight = max_in_flight.max(1);
+        let admission = Arc::new(Admission::new(admission));
+        metrics.observe_admission(admission.clone());
         Arc::new(Self {
             inventory,
             client,
             registry,
             metrics,
-            max_in_flight,
-            permits: Arc::new(Semaphore::new(max_in_flight as usize)),
+            admission,
+            busy_logged_at: AtomicU64::new(u64::MAX),
+            started: Instant::now(),
         })
     }
 
@@ -90,14 +107,15 @@ impl Service {
         }
     }
 
-    /// Waits until every request in flight was answered: every permit back.
+    /// Waits until every request taken in (processed or waiting for a
+    /// slot) was answered.
     pub async fn finished(&self) {
-        let _ = self.permits.acquire_many(self.max_in_flight).await;
+        self.admission.finished().await;
     }
 
-    /// Requests being processed now.
+    /// Requests taken in and not yet answered.
     pub fn in_flight(&self) -> usize {
-        (self.max_in_flight as usize).saturating_sub(self.permits.available_permits())
+        self.admission.taken()
     }
 
     /// Subscribes to one endpoint's subject in the queue group.
@@ -149,29 +167,67 @@ impl Service {
         }
     }
 
-    /// Hands a message to its own task, or answers 503 at once when the
-    /// instance is at its limit of requests in flight.
+    /// Hands a message to its own task, which waits for a slot if none is
+    /// free; answers 503 at once when even the queue is full.
     async fn dispatch(self: &Arc<Self>, endpoint: Endpoint, message: Message) {
         let received = Instant::now();
-        match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let service = self.clone();
-                tokio::spawn(async move {
+        let place = match self.admission.enter() {
+            Ok(place) => place,
+            Err(busy) => return self.busy(endpoint, &message, received, busy).await,
+        };
+        let service = self.clone();
+        tokio::spawn(async move {
+            let deadline = caller_deadline(&message, received);
+            match service.admission.slot(place, received, deadline).await {
+                Ok(slot) => {
                     service.answer(endpoint, message, received).await;
-                    drop(permit);
-                });
+                    drop(slot);
+                }
+                Err((busy, place)) => {
+                    service.busy(endpoint, &message, received, busy).await;
+                    drop(place);
+                }
             }
-            Err(_) => {
-                let reply = Reply::error(
-                    ErrorCode::Unavailable,
-                    "the service is busy; try again shortly",
-                );
-                tracing::warn!(
-                    endpoint = endpoint.name(),
-                    "at the limit of requests in flight"
-                );
-                self.send(endpoint, &message, &reply, received).await;
-            }
-        }
+        });
     }
+
+    /// Answers 503: the instance is at its limit.
+    async fn busy(&self, endpoint: Endpoint, message: &Message, received: Instant, busy: Busy) {
+        self.metrics
+            .busy
+            .add(1, &[KeyValue::new("reason", busy.reason())]);
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.busy_logged_at.load(Ordering::Relaxed);
+        if (last == u64::MAX || now.saturating_sub(last) >= BUSY_LOG_EVERY.as_millis() as u64)
+            && self
+                .busy_logged_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                endpoint = endpoint.name(),
+                reason = busy.reason(),
+                "at the limit of requests in flight: answering 503 (beaker_requests_busy_total counts them)"
+            );
+        }
+        let reply = Reply::error(
+            ErrorCode::Unavailable,
+            "the service is busy; try again shortly",
+        );
+        self.send(endpoint, message, &reply, received).await;
+        self.metrics.record_request(
+            endpoint.name(),
+            endpoint.subject(),
+            ErrorCode::Unavailable.outcome(),
+            received.elapsed(),
+        );
+    }
+}
+
+/// When the caller gives up, if it said so ([`TIMEOUT_HEADER`], in
+/// milliseconds from when it sent the request): no use waiting longer.
+fn caller_deadline(message: &Message, received: Instant) -> Option<Instant> {
+    let value = message.headers.as_ref()?.get(TIMEOUT_HEADER)?;
+    let millis: u64 = value.as_str().trim().parse().ok()?;
+    Some(received + Duration::from_millis(millis))
 }

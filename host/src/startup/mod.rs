@@ -13,6 +13,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::service::AdmissionSettings;
+
 use crate::contract::schema::SchemaError;
 use crate::events::{EventsError, RelaySettings, StreamSettings};
 use crate::gateway::{GatewayConfig, GatewayError};
@@ -70,6 +72,8 @@ pub struct RulesSettings {
 pub struct ServiceSettings {
     pub queue_group: String,
     pub max_in_flight: u32,
+    /// The limit of requests in flight, and the bounded wait beyond it.
+    pub admission: AdmissionSettings,
     pub max_request_bytes: usize,
     /// How long a reply stays stored under its idempotency key.
     pub idempotency_ttl: Duration,

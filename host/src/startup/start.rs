@@ -167,7 +167,7 @@ pub(super) async fn start(
         client.clone(),
         registry.clone(),
         metrics.clone(),
-        settings.service.max_in_flight,
+        settings.service.admission,
     );
     metrics.observe(rules.clone(), store.clone(), link.clone());
 

@@ -1,6 +1,7 @@
 //! Limits against abuse: the largest request body, the most requests in
-//! flight, the longest database statement. Each is pushed past and must
-//! give the caller a prompt, clear answer and leave the books as they were.
+//! flight and waiting for a slot, the longest wait, the longest database
+//! statement. Each is pushed past and must give the caller a prompt, clear
+//! answer and leave the books as they were.
 
 use std::time::{Duration, Instant};
 
@@ -43,13 +44,41 @@ async fn a_body_over_the_configured_size_gets_a_400_naming_the_limit() -> Result
     Ok(())
 }
 
+/// Replies on `{inbox}.N` subjects, by N, as they arrive.
+async fn collect(
+    replies: &mut async_nats::Subscriber,
+    count: usize,
+    within: Duration,
+) -> Result<Vec<(usize, Answer, Instant)>> {
+    let mut answers = Vec::new();
+    while answers.len() < count {
+        let Ok(Some(message)) = tokio::time::timeout(within, replies.next()).await else {
+            bail!("only {} of {count} requests were answered", answers.len());
+        };
+        let n: usize = message
+            .subject
+            .rsplit('.')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(usize::MAX);
+        answers.push((n, answer_from(message), Instant::now()));
+    }
+    Ok(answers)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_beyond_max_in_flight_get_an_immediate_503_not_a_queue() -> Result<()> {
+async fn a_burst_waits_for_slots_and_beyond_the_queue_gets_an_immediate_503() -> Result<()> {
     const LIMIT: usize = 4;
-    const EXTRA: usize = 12;
+    const WAITING: usize = 4;
+    const EXTRA: usize = 8;
     let env = TestEnv::start_with("limits_in_flight", |c| {
         c.arg("--max-in-flight")
             .arg(LIMIT.to_string())
+            .arg("--max-waiting")
+            .arg(WAITING.to_string())
+            // Long enough that nothing waiting gives up while the test
+            // holds the row.
+            .arg("--max-wait=60s")
             // Held requests must not time out while the test holds them.
             .env("BEAKER_DB_STATEMENT_TIMEOUT_MS", "60000")
     })
@@ -57,12 +86,13 @@ async fn requests_beyond_max_in_flight_get_an_immediate_503_not_a_queue() -> Res
     assert!(env.add("busy-1", 10).await?.ok());
     let lock = env.db.lock_row("busy-1").await?;
 
-    // LIMIT adds, published in order on one connection, so the host takes
-    // them before anything sent later; each waits for the row.
+    // LIMIT adds take every slot and wait for the row; then WAITING more
+    // wait for a slot, and EXTRA find the queue full. Published in order
+    // on one connection, so the host takes them in that order.
     let inbox = env.client.new_inbox();
     let mut replies = env.client.subscribe(format!("{inbox}.*")).await?;
     let body = Bytes::from_static(br#"{"product-sku":"busy-1","quantity":1}"#);
-    for n in 0..LIMIT + EXTRA {
+    for n in 0..LIMIT + WAITING + EXTRA {
         if n == LIMIT {
             env.client.flush().await?;
             wait_until(
@@ -78,31 +108,15 @@ async fn requests_beyond_max_in_flight_get_an_immediate_503_not_a_queue() -> Res
     }
     env.client.flush().await?;
 
-    // Every request beyond the limit is answered at once, while the row is
-    // still locked: 503, the service is busy.
+    // Beyond the queue, every request is answered at once, while the row
+    // is still locked: 503, the service is busy.
     let started = Instant::now();
-    let mut answers: Vec<(usize, Answer)> = Vec::new();
-    while answers.len() < EXTRA {
-        let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(10), replies.next()).await
-        else {
-            bail!(
-                "only {} of {EXTRA} extra requests were answered",
-                answers.len()
-            );
-        };
-        let n: usize = message
-            .subject
-            .rsplit('.')
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(usize::MAX);
-        answers.push((n, answer_from(message)));
-    }
+    let answers = collect(&mut replies, EXTRA, Duration::from_secs(10)).await?;
     let waited = started.elapsed();
-    for (n, answer) in &answers {
+    for (n, answer, _) in &answers {
         assert!(
-            *n >= LIMIT,
-            "held request {n} was answered: {:?}",
+            *n >= LIMIT + WAITING,
+            "request {n}, held or waiting, was answered: {:?}",
             answer.body
         );
         assert_eq!(answer.code, Some(503), "request {n}: {:?}", answer.body);
@@ -115,20 +129,89 @@ async fn requests_beyond_max_in_flight_get_an_immediate_503_not_a_queue() -> Res
     );
     assert_eq!(env.db.level("busy-1").await?, Some(10));
 
-    // Released, the held requests are served, and only they.
+    // Released, the held requests and those that waited are all served.
     lock.rollback().await?;
-    let mut held = Vec::new();
-    while held.len() < LIMIT {
-        let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(30), replies.next()).await
-        else {
-            bail!("only {} of {LIMIT} held requests were answered", held.len());
-        };
-        held.push(answer_from(message));
+    let served = collect(&mut replies, LIMIT + WAITING, Duration::from_secs(30)).await?;
+    for (n, answer, _) in &served {
+        assert!(*n < LIMIT + WAITING, "request {n} answered twice");
+        assert!(answer.ok(), "request {n}: {:?}", answer.body);
     }
-    assert!(held.iter().all(Answer::ok), "{held:?}");
-    assert_eq!(env.db.level("busy-1").await?, Some(10 + LIMIT as i32));
-    assert_eq!(env.db.count("stock_movements").await?, 1 + LIMIT as i64);
+    let total = (LIMIT + WAITING) as i32;
+    assert_eq!(env.db.level("busy-1").await?, Some(10 + total));
+    assert_eq!(env.db.count("stock_movements").await?, 1 + i64::from(total));
     assert!(env.add("busy-1", 1).await?.ok(), "serving again");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waits_for_a_slot_no_longer_than_max_wait_or_its_callers_timeout() -> Result<()> {
+    let max_wait = Duration::from_millis(1500);
+    let callers = Duration::from_millis(200);
+    let env = TestEnv::start_with("limits_max_wait", |c| {
+        c.arg("--max-in-flight=1")
+            .arg(format!("--max-wait={}ms", max_wait.as_millis()))
+            .env("BEAKER_DB_STATEMENT_TIMEOUT_MS", "60000")
+    })
+    .await?;
+    assert!(env.add("wait-1", 10).await?.ok());
+    let lock = env.db.lock_row("wait-1").await?;
+    let inbox = env.client.new_inbox();
+    let mut replies = env.client.subscribe(format!("{inbox}.*")).await?;
+    let body = Bytes::from_static(br#"{"product-sku":"wait-1","quantity":1}"#);
+    // Request 0 takes the one slot and waits for the row.
+    env.client
+        .publish_with_reply("stock.add", format!("{inbox}.0"), body.clone())
+        .await?;
+    env.client.flush().await?;
+    wait_until(
+        "the host to wait for the row",
+        Duration::from_secs(30),
+        || env.db.host_waits_for_a_lock(),
+    )
+    .await?;
+    // Request 1 waits for the host's limit; request 2's caller says it
+    // gives up sooner.
+    let sent = Instant::now();
+    env.client
+        .publish_with_reply("stock.add", format!("{inbox}.1"), body.clone())
+        .await?;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Beaker-Timeout-Ms",
+        callers.as_millis().to_string().as_str(),
+    );
+    env.client
+        .publish_with_reply_and_headers("stock.add", format!("{inbox}.2"), headers, body)
+        .await?;
+    env.client.flush().await?;
+    let answers = collect(&mut replies, 2, Duration::from_secs(10)).await?;
+    let after = |n: usize| {
+        answers
+            .iter()
+            .find(|(m, _, _)| *m == n)
+            .map(|(_, answer, at)| (answer.code, at.duration_since(sent)))
+    };
+    let (code, took) = after(2).expect("request 2 answered first");
+    assert_eq!(code, Some(503));
+    assert!(
+        took >= callers && took < max_wait,
+        "the caller's timeout: answered after {took:?}"
+    );
+    let (code, took) = after(1).expect("request 1 answered");
+    assert_eq!(code, Some(503));
+    assert!(
+        took >= max_wait && took < max_wait * 3,
+        "the host's limit: answered after {took:?}"
+    );
+
+    lock.rollback().await?;
+    let held = collect(&mut replies, 1, Duration::from_secs(30)).await?;
+    assert!(held[0].1.ok(), "{:?}", held[0].1.body);
+    assert_eq!(
+        env.db.level("wait-1").await?,
+        Some(11),
+        "only the held request applied"
+    );
     Ok(())
 }
 

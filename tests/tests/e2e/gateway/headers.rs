@@ -51,10 +51,16 @@ async fn headers_travel_both_ways_and_idempotency_key_becomes_nats_msg_id() -> R
         headers.get("Nats-Msg-Id").map(|v| v.as_str()),
         Some("order-42")
     );
+    // The gateway says how long it waits (its default timeout), so the
+    // service does not keep the request waiting for a slot any longer.
+    assert_eq!(
+        headers.get("Beaker-Timeout-Ms").map(|v| v.as_str()),
+        Some("2000")
+    );
     assert_eq!(
         headers.iter().count(),
-        3,
-        "only NatsH- and Idempotency-Key pass"
+        4,
+        "only NatsH-, Idempotency-Key and the gateway's timeout pass"
     );
     assert_eq!(&request.payload[..], b"ping");
 
@@ -64,7 +70,7 @@ async fn headers_travel_both_ways_and_idempotency_key_becomes_nats_msg_id() -> R
         reply.header("content-type").as_deref(),
         Some("application/octet-stream")
     );
-    assert_eq!(reply.header("NatsH-Echo-Count").as_deref(), Some("3"));
+    assert_eq!(reply.header("NatsH-Echo-Count").as_deref(), Some("4"));
     assert_eq!(reply.header_all("NatsH-Multi"), vec!["one", "two"]);
     Ok(())
 }
