@@ -93,7 +93,11 @@ soak: ## The fault campaigns FAULT_RUNS times each (default 50), then the table 
 	@scripts/services.sh test
 	@$(MAKE) --no-print-directory build
 	@rm -rf target/test-output/campaigns
+	@# A soak takes an hour: it runs a copy of the binary, so that editing
+	@# and rebuilding meanwhile neither spoils it nor changes what it tests.
+	@cp target/release/beaker target/soak-beaker
 	@status=0; FAULT_RUNS=$(if $(filter command line environment,$(origin FAULT_RUNS)),$(FAULT_RUNS),50) \
+		BEAKER_BIN=$(CURDIR)/target/soak-beaker \
 		$(NEXTEST) --profile soak --no-capture -E '$(FAULT_FILTER)' || status=$$?; \
 		cat target/test-output/campaigns/*.md 2>/dev/null; exit $$status
 
