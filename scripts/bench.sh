@@ -21,6 +21,9 @@
 #   BENCH_SERVICE_VARIANTS   service configurations to compare, `name:serve args`
 #                            separated by `;` (default `default:`), e.g.
 #                            "default:;small-pool:--db-max-connections=4"
+#   BENCH_SCALING            requests in flight of the scaling phase, one host then
+#                            three on a cluster of three nats-servers (default 64;
+#                            0: skipped)
 #   BENCH_OUTPUT             where the table is written (default BENCHMARKS.md;
 #                            empty: only printed)
 #   BENCH_POSTGRES_URL       the server the database is created on
@@ -44,7 +47,7 @@ SCRIPT=bench
 command_line() {
     local knobs=() name
     for name in BENCH_SECONDS BENCH_WARMUP BENCH_CONCURRENCY BENCH_HOT_SKUS BENCH_COLD_SKUS \
-        BENCH_EVENT_SKUS BENCH_EVENT_CONCURRENCY BENCH_SERVICE_VARIANTS; do
+        BENCH_EVENT_SKUS BENCH_EVENT_CONCURRENCY BENCH_SERVICE_VARIANTS BENCH_SCALING; do
         if [ -n "${!name+x}" ]; then
             knobs+=("$name=$(printf '%q' "${!name}")")
         fi
