@@ -24,6 +24,8 @@
 #   BENCH_SCALING            requests in flight of the scaling phase, one host then
 #                            three on a cluster of three nats-servers (default 64;
 #                            0: skipped)
+#   BENCH_BURST              changes released at once after the load phases of each
+#                            configuration (default 3000; 0: no burst)
 #   BENCH_OUTPUT             where the table is written (default BENCHMARKS.md;
 #                            empty: only printed)
 #   BENCH_POSTGRES_URL       the server the database is created on
@@ -47,7 +49,7 @@ SCRIPT=bench
 command_line() {
     local knobs=() name
     for name in BENCH_SECONDS BENCH_WARMUP BENCH_CONCURRENCY BENCH_HOT_SKUS BENCH_COLD_SKUS \
-        BENCH_EVENT_SKUS BENCH_EVENT_CONCURRENCY BENCH_SERVICE_VARIANTS BENCH_SCALING; do
+        BENCH_EVENT_SKUS BENCH_EVENT_CONCURRENCY BENCH_SERVICE_VARIANTS BENCH_SCALING BENCH_BURST; do
         if [ -n "${!name+x}" ]; then
             knobs+=("$name=$(printf '%q' "${!name}")")
         fi

@@ -95,7 +95,7 @@ PIDS+=("$PERF_PID")
 sleep 0.5
 kill -0 "$PERF_PID" 2>/dev/null || die "perf record failed (see $RUN/perf-record.log); as a non-root user it needs kernel.perf_event_paranoid <= 1 or CAP_PERFMON"
 
-NATS_URL="$NATS_URL" LOAD_SECONDS="$SECONDS_TO_RUN" "$LOAD" load | tee "$OUT/load.txt"
+NATS_URL="$NATS_URL" LOAD_SECONDS="$SECONDS_TO_RUN" LOAD_HOST_PID="$BEAKER_PID" "$LOAD" load | tee "$OUT/load.txt"
 
 kill -INT "$PERF_PID"
 wait "$PERF_PID" || true
@@ -112,3 +112,5 @@ cpu=$(awk '{ n += $NF } END { printf "%.1f", n / 1e9 }' "$OUT/stacks.folded")
 say "flamegraph: target/profile/flamegraph.svg ($cpu CPU-seconds of beaker sampled)"
 printf '  raw samples: target/profile/perf.data (perf report -i target/profile/perf.data)\n' >&2
 printf '  folded stacks: target/profile/stacks.folded\n' >&2
+scripts/profile-summary.py "$OUT/stacks.folded" | tee "$OUT/summary.md"
+printf '  where the time went: target/profile/summary.md\n' >&2

@@ -107,6 +107,11 @@ impl Host {
     }
 
     /// The host's peak resident memory so far (`VmHWM`), in bytes.
+    /// The host's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.beaker.pid()
+    }
+
     pub fn peak_rss(&self) -> Result<u64, BenchError> {
         self.beaker
             .peak_rss()

@@ -50,6 +50,9 @@ pub struct Summary {
     pub p99: Duration,
     pub p999: Duration,
     pub max: Duration,
+    /// CPU time the metered processes used in the window (see
+    /// [`closed_loop`]); `None` when nothing was metered.
+    pub cpu: Option<Duration>,
 }
 
 impl Summary {
@@ -61,6 +64,12 @@ impl Summary {
     /// Calls that got no reply at all.
     pub fn no_reply(&self) -> u64 {
         self.timed_out + self.no_responders + self.failed
+    }
+
+    /// CPU time per call in the window, of the metered processes.
+    pub fn cpu_per_call(&self) -> Option<Duration> {
+        let calls = u32::try_from(self.calls).ok().filter(|&n| n > 0)?;
+        Some(self.cpu? / calls)
     }
 
     /// Error replies as `409×3 503×1`.
@@ -86,8 +95,9 @@ struct Tally {
 
 /// Runs `call(worker, sequence)` in a closed loop on `phase.concurrency`
 /// workers; only calls that start after the warm-up and end before the
-/// window closes are counted.
-pub async fn closed_loop<F, Fut>(phase: Phase, call: F) -> Summary
+/// window closes are counted. The CPU time the processes `metered` use in
+/// the window is read from the kernel at its start and its end.
+pub async fn closed_loop<F, Fut>(phase: Phase, metered: &[u32], call: F) -> Summary
 where
     F: Fn(usize, u64) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = CallResult> + Send,
@@ -95,6 +105,16 @@ where
     let started = Instant::now();
     let window_start = started + phase.warmup;
     let window_end = window_start + phase.measure;
+    let meter = (!metered.is_empty()).then(|| {
+        let pids = metered.to_vec();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(window_start.into()).await;
+            let before = crate::cpu::total(&pids)?;
+            tokio::time::sleep_until(window_end.into()).await;
+            let after = crate::cpu::total(&pids)?;
+            Some(after.saturating_sub(before))
+        })
+    });
     let workers: Vec<_> = (0..phase.concurrency.max(1))
         .map(|worker| {
             let call = call.clone();
@@ -149,7 +169,11 @@ where
             total.first_failure = tally.first_failure;
         }
     }
-    summarize(total, phase.measure)
+    let mut summary = summarize(total, phase.measure);
+    if let Some(meter) = meter {
+        summary.cpu = meter.await.ok().flatten();
+    }
+    summary
 }
 
 fn summarize(mut tally: Tally, window: Duration) -> Summary {
@@ -169,6 +193,7 @@ fn summarize(mut tally: Tally, window: Duration) -> Summary {
         p99: quantile(0.99),
         p999: quantile(0.999),
         max: Duration::from_nanos(tally.latencies.last().copied().unwrap_or(0)),
+        cpu: None,
     }
 }
 
@@ -204,7 +229,7 @@ mod tests {
             warmup: Duration::from_millis(50),
             measure: Duration::from_millis(300),
         };
-        let summary = closed_loop(phase, |worker, _| async move {
+        let summary = closed_loop(phase, &[], |worker, _| async move {
             tokio::time::sleep(Duration::from_millis(2)).await;
             match worker {
                 0 => CallResult::Refused(409),

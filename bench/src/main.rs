@@ -1,6 +1,8 @@
 //! `beaker-bench`: the load generator and the measurements behind
 //! `make bench` (scripts/bench.sh), and the load of `make profile`.
 
+mod burst;
+mod cpu;
 mod error;
 mod events;
 mod format;
@@ -113,6 +115,10 @@ struct RunArgs {
     /// on a NATS cluster of three servers; 0: not measured.
     #[arg(long, env = "BENCH_SCALING", default_value_t = 64)]
     scaling: usize,
+    /// Changes released at once in the burst phase of each configuration;
+    /// 0: no burst.
+    #[arg(long, env = "BENCH_BURST", default_value_t = 3000)]
+    burst: usize,
     /// Where the report goes (Markdown); none: only printed.
     #[arg(long)]
     output: Option<PathBuf>,
@@ -145,6 +151,10 @@ struct LoadArgs {
     skus: usize,
     #[arg(long, env = "LOAD_MIX", value_enum, default_value_t = Mix::Mixed)]
     mix: Mix,
+    /// The host's process id: its CPU time per answered request is
+    /// reported too (from /proc/<pid>/stat).
+    #[arg(long = "host-pid", env = "LOAD_HOST_PID")]
+    host_pid: Option<u32>,
 }
 
 /// The database name every benchmark database starts with, so that a
@@ -234,6 +244,7 @@ async fn run(args: RunArgs) -> Result<()> {
         log_dir: args.log_dir,
         revision: args.revision,
         scaling: (args.scaling > 0).then_some(args.scaling),
+        burst: (args.burst > 0).then_some(args.burst),
     };
     let results = run::run(settings).await?;
     let table = results.markdown();
@@ -278,6 +289,7 @@ async fn load(args: LoadArgs) -> Result<()> {
             warmup: Duration::ZERO,
             measure: seconds(args.seconds, "LOAD_SECONDS")?,
         },
+        args.host_pid.as_slice(),
         {
             let client = client.clone();
             move |worker, sequence| {
@@ -304,6 +316,15 @@ async fn load(args: LoadArgs) -> Result<()> {
         format::millis(summary.p99),
         format::millis(summary.p999),
     );
+    if let Some(pid) = args.host_pid {
+        match summary.cpu_per_call() {
+            Some(cpu) => println!(
+                "load: host (pid {pid}) CPU per request {:.1} µs",
+                cpu.as_secs_f64() * 1e6
+            ),
+            None => println!("load: the CPU time of pid {pid} could not be read"),
+        }
+    }
     client
         .drain()
         .await

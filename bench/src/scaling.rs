@@ -57,21 +57,23 @@ pub async fn measure(
         warmup: settings.warmup,
         measure: settings.measure,
     };
-    let drive = |client: async_nats::Client| {
-        let products = settings.products;
-        load::closed_loop(phase, move |worker, sequence| {
+    let products = settings.products;
+    let drive = |client: async_nats::Client, metered: Vec<u32>| async move {
+        load::closed_loop(phase, &metered, move |worker, sequence| {
             let client = client.clone();
             let pick = mix.pick(products, worker, sequence);
             async move { nats::call(&client, pick.subject(), pick.payload()).await }
         })
+        .await
     };
     let mut hosts = vec![Host::start(&config(0)).await?];
-    let one_host = drive(client.clone()).await;
+    let pids = |hosts: &[Host]| hosts.iter().filter_map(Host::pid).collect::<Vec<_>>();
+    let one_host = drive(client.clone(), pids(&hosts)).await;
     eprintln!("    one host on the cluster: {:.0}/s", one_host.throughput);
     for i in 1..SERVERS {
         hosts.push(Host::start(&config(i)).await?);
     }
-    let three_hosts = drive(client.clone()).await;
+    let three_hosts = drive(client.clone(), pids(&hosts)).await;
     eprintln!(
         "    three hosts on the cluster: {:.0}/s",
         three_hosts.throughput

@@ -100,7 +100,8 @@ pub async fn baseline(
         version: "0.1.0".into(),
         digest: "0".repeat(64),
     };
-    let summary = load::closed_loop(phase, move |worker, sequence| {
+    // The client's own CPU: this process, which runs the transactions.
+    let summary = load::closed_loop(phase, &[std::process::id()], move |worker, sequence| {
         let store = store.clone();
         let stamp = stamp.clone();
         async move { one_transaction(&store, &stamp, mix.pick(products, worker, sequence)).await }

@@ -79,6 +79,28 @@ impl Results {
                 },
             );
         }
+        self.row(
+            out,
+            "burst: served / refused / unanswered, last reply after",
+            |v| {
+                v.burst.as_ref().map(|b| {
+                    let refused: usize = b.refused.values().sum();
+                    format!(
+                        "{} / {refused} / {} of {}, {}",
+                        b.ok,
+                        b.unanswered,
+                        b.requests,
+                        millis(b.drained)
+                    )
+                })
+            },
+        );
+        self.row(out, "burst: host CPU per request", |v| {
+            v.burst.as_ref().and_then(|b| {
+                b.host_cpu_per_request
+                    .map(|c| format!("{:.0} µs", c.as_secs_f64() * 1e6))
+            })
+        });
         self.row(out, "rules share of request time, every phase", |v| {
             Some(percent(v.rules_share))
         });
@@ -125,6 +147,9 @@ impl Results {
              `BEAKER_EVENTS` stream. *Reply → stream* is from the remove's reply reaching the client (the host \
              replies right after COMMIT) to its event reaching the subscriber: the relay's delay from commit to \
              stream, negative when the event wins the race. *Request sent → stream* adds the request's own time.\n\n\
+             *Burst*: after the load phases, one client publishes that many adds and removes over the cold \
+             products at once (each with its own reply subject) and waits up to 20 s for every reply; \
+             *refused* are error replies (503: no slot within `BEAKER_MAX_WAIT`).\n\n\
              *Rules share*: the sum of `beaker_rules_call_duration_seconds_sum` over the sum of \
              `messaging_process_duration_seconds_sum`, from the host's own /metrics, between the start and the \
              end of the phases (a fresh sandboxed instance per call is included).\n\n\

@@ -17,6 +17,12 @@ const GOAL_RULES_SHARE: f64 = 0.02;
 const GOAL_RSS: u64 = 64 << 20;
 const GOAL_READY: Duration = Duration::from_millis(500);
 const GOAL_SWAP: Duration = Duration::from_millis(250);
+/// Host CPU per request at 32–64 in flight (issue 15): a quarter of what
+/// it was.
+const GOAL_CPU_CHANGE: Duration = Duration::from_micros(60);
+const GOAL_CPU_GET: Duration = Duration::from_micros(30);
+/// A burst the host can serve within this long is served, not refused.
+const GOAL_BURST_DRAIN: Duration = Duration::from_secs(2);
 
 fn verdict(met: Option<bool>) -> &'static str {
     match met {
@@ -67,6 +73,39 @@ impl Results {
             out.push('\n');
         }
 
+        for (mixes, goal) in [
+            (&[Mix::ChangeCold, Mix::ChangeHot][..], GOAL_CPU_CHANGE),
+            (&[Mix::Get][..], GOAL_CPU_GET),
+        ] {
+            let label: Vec<_> = mixes.iter().map(|m| m.label()).collect();
+            let _ = write!(
+                out,
+                "| host CPU per request ≤ {} µs at 32–64 in flight: {} |",
+                goal.as_micros(),
+                label.join(", ")
+            );
+            for v in &self.variants {
+                let mut parts = Vec::new();
+                let mut met = None;
+                for phase in v
+                    .phases
+                    .iter()
+                    .filter(|p| mixes.contains(&p.mix) && (32..=64).contains(&p.concurrency))
+                {
+                    let cpu = phase.summary.cpu_per_call();
+                    met = Some(met.unwrap_or(true) && cpu.is_some_and(|c| c <= goal));
+                    parts.push(format!(
+                        "{} {}: {}",
+                        phase.mix.label(),
+                        phase.concurrency,
+                        cpu.map_or("–".into(), |c| format!("{:.0} µs", c.as_secs_f64() * 1e6))
+                    ));
+                }
+                let _ = write!(out, " {} ({}) |", verdict(met), parts.join("; "));
+            }
+            out.push('\n');
+        }
+
         let _ = write!(
             out,
             "| 1 in flight ({}): p50 ≤ {GOAL_SINGLE_FACTOR} × (echo p50 + same-SQL p50) |",
@@ -95,6 +134,30 @@ impl Results {
             }
         }
         out.push('\n');
+
+        if let Some(requests) = self.settings.burst {
+            let _ = write!(
+                out,
+                "| a burst of {requests} changes at once: none refused when served within {} |",
+                millis(GOAL_BURST_DRAIN)
+            );
+            for v in &self.variants {
+                match &v.burst {
+                    Some(b) => {
+                        let refused: usize = b.refused.values().sum();
+                        let _ = write!(
+                            out,
+                            " {} ({refused} refused, {} unanswered, last after {}) |",
+                            verdict(Some(refused == 0 && b.unanswered == 0)),
+                            b.unanswered,
+                            millis(b.drained)
+                        );
+                    }
+                    None => out.push_str(" – |"),
+                }
+            }
+            out.push('\n');
+        }
 
         let _ = write!(
             out,

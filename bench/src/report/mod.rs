@@ -20,6 +20,13 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
 
+/// CPU time per call, in µs: what the goals are stated in.
+fn cpu_cell(s: &Summary) -> String {
+    s.cpu_per_call().map_or("–".into(), |cpu| {
+        format!("{:.0} µs", cpu.as_secs_f64() * 1e6)
+    })
+}
+
 fn percent(share: Option<f64>) -> String {
     share.map_or("–".into(), |s| format!("{:.2} %", s * 100.0))
 }

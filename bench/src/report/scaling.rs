@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use super::cpu_cell;
 use crate::format::millis;
 use crate::run::Results;
 
@@ -18,16 +19,17 @@ impl Results {
         );
         let _ = writeln!(
             out,
-            "| hosts | throughput | p50 | p99 | errors |\n| --- | ---: | ---: | ---: | ---: |"
+            "| hosts | throughput | p50 | p99 | errors | hosts' CPU/req |\n| --- | ---: | ---: | ---: | ---: | ---: |"
         );
         for (hosts, summary) in [(1, &s.one_host), (3, &s.three_hosts)] {
             let _ = writeln!(
                 out,
-                "| {hosts} | {:.0}/s | {} | {} | {} |",
+                "| {hosts} | {:.0}/s | {} | {} | {} | {} |",
                 summary.throughput,
                 millis(summary.p50),
                 millis(summary.p99),
-                summary.refused_total() + summary.no_reply()
+                summary.refused_total() + summary.no_reply(),
+                cpu_cell(summary)
             );
         }
         let ratio = s.three_hosts.throughput / s.one_host.throughput.max(f64::MIN_POSITIVE);

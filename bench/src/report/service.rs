@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{percent, summary_cells};
+use super::{cpu_cell, percent, summary_cells};
 use crate::run::{Results, VariantResults};
 
 impl Results {
@@ -16,8 +16,8 @@ impl Results {
         let _ = writeln!(out, "## Service `{}` ({args})\n", v.variant.name);
         let _ = writeln!(
             out,
-            "| mix | in flight | req/s | p50 | p99 | p99.9 | error replies | no reply | ÷ same SQL | rules share |\n\
-             | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"
+            "| mix | in flight | req/s | p50 | p99 | p99.9 | error replies | no reply | ÷ same SQL | host CPU/req | rules share |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |"
         );
         for phase in &v.phases {
             let ratio = self
@@ -25,10 +25,11 @@ impl Results {
                 .map_or("–".into(), |r| format!("{r:.2}×"));
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {ratio} | {} |",
+                "| {} | {} | {} | {ratio} | {} | {} |",
                 phase.mix.label(),
                 phase.concurrency,
                 summary_cells(&phase.summary),
+                cpu_cell(&phase.summary),
                 percent(phase.rules_share)
             );
         }

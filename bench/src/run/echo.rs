@@ -45,11 +45,12 @@ pub(super) async fn echo_baseline(
         });
     }
     let payload = nats::echo_payload();
+    let metered: Vec<u32> = responder.id().into_iter().collect();
     let mut results = Vec::new();
     for &concurrency in &settings.concurrency {
         let client = client.clone();
         let payload = payload.clone();
-        let summary = load::closed_loop(phase(concurrency), move |_, _| {
+        let summary = load::closed_loop(phase(concurrency), &metered, move |_, _| {
             let client = client.clone();
             let payload = payload.clone();
             async move { nats::call(&client, nats::ECHO_SUBJECT, payload).await }

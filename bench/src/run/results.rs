@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::{Settings, Variant};
+use crate::burst::BurstResults;
 use crate::events::EventLatency;
 use crate::load::Summary;
 use crate::machine::Machine;
@@ -30,6 +31,7 @@ pub struct VariantResults {
     pub rules_share: Option<f64>,
     pub peak_rss: u64,
     pub events: Vec<EventLatency>,
+    pub burst: Option<BurstResults>,
     /// Measured on the last configuration only.
     pub swap: Option<SwapResults>,
 }

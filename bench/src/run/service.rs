@@ -5,6 +5,7 @@
 use super::{
     SERVICE_MIXES, ServicePhase, Settings, SwapResults, Variant, VariantResults, progress, step,
 };
+use crate::burst;
 use crate::error::BenchError;
 use crate::events;
 use crate::host::{Host, HostConfig};
@@ -50,6 +51,7 @@ pub(super) async fn service(
     );
     let http = reqwest::Client::new();
     let first = host.histograms(&http).await?;
+    let metered: Vec<u32> = host.pid().into_iter().collect();
     let mut phases = Vec::new();
     for mix in SERVICE_MIXES {
         for &concurrency in &settings.concurrency {
@@ -62,6 +64,7 @@ pub(super) async fn service(
                     warmup: settings.warmup,
                     measure: settings.measure,
                 },
+                &metered,
                 move |worker, sequence| {
                     let client = client.clone();
                     let pick = mix.pick(products, worker, sequence);
@@ -80,6 +83,21 @@ pub(super) async fn service(
         }
     }
     let last = host.histograms(&http).await?;
+
+    let burst = match settings.burst {
+        Some(requests) => {
+            let results = burst::measure(client, settings.products, requests, host.pid()).await?;
+            eprintln!(
+                "    burst of {requests}: {} served, {} refused, {} unanswered, the last after {}",
+                results.ok,
+                results.refused.values().sum::<usize>(),
+                results.unanswered,
+                crate::format::millis(results.drained)
+            );
+            Some(results)
+        }
+        None => None,
+    };
 
     let mut event_results = Vec::new();
     for (&(phase, products), &concurrency) in event_phases.iter().zip(&settings.event_concurrency) {
@@ -134,6 +152,7 @@ pub(super) async fn service(
         rules_share: last.rules_share_since(&first),
         peak_rss,
         events: event_results,
+        burst,
         swap,
     })
 }

@@ -70,6 +70,8 @@ pub struct Settings {
     /// Requests in flight of the scaling measurement (one host, then three,
     /// on a NATS cluster); `None`: not measured.
     pub scaling: Option<usize>,
+    /// Changes released at once after the load phases; `None`: no burst.
+    pub burst: Option<usize>,
 }
 
 #[cfg(test)]
