@@ -69,8 +69,19 @@ async fn an_nkey_seed_serves_and_an_unknown_or_broken_one_is_refused() -> Result
     serves(&client, "nkey-1").await?;
 
     let unknown = seed(&KeyPair::new_user())?;
-    // A seed with its checksum broken: it cannot even sign.
-    let broken = format!("{}AA", &unknown[..unknown.len() - 2]);
+    // A seed with one character of its key changed: its CRC-16 (which
+    // catches every burst of up to 16 bits) no longer matches, so it cannot
+    // even sign. Changing the checksum characters themselves would leave
+    // the seed valid whenever they already held the replacement.
+    let broken: String = unknown
+        .char_indices()
+        .map(|(at, c)| match (at, c) {
+            (10, 'A') => 'B',
+            (10, _) => 'A',
+            _ => c,
+        })
+        .collect();
+    assert_ne!(broken, unknown);
     for (wrong, why) in [
         (&unknown, "authorization violation"),
         (&broken, "not a valid seed"),
