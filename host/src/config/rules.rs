@@ -121,6 +121,16 @@ pub struct SandboxArgs {
         value_name = "DIR"
     )]
     pub cache_dir: Option<PathBuf>,
+    /// How much of a rules instance's memory is zeroed in place when the
+    /// instance ends, in KiB, rather than given back to the kernel (0: all
+    /// given back; costs more CPU per request, less resident memory).
+    #[arg(
+        long = "rules-keep-resident-kib",
+        env = "BEAKER_RULES_KEEP_RESIDENT_KIB",
+        default_value_t = (crate::rules::DEFAULT_KEEP_RESIDENT >> 10) as u32,
+        value_parser = clap::value_parser!(u32).range(0..=1_048_576)
+    )]
+    pub keep_resident_kib: u32,
 }
 
 impl SandboxArgs {
@@ -141,6 +151,9 @@ impl SandboxArgs {
         };
         EngineOptions {
             cache_dir,
+            keep_resident: usize::try_from(self.keep_resident_kib)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(1 << 10),
             ..EngineOptions::default()
         }
     }

@@ -42,7 +42,7 @@ pub use bindings::beaker::inventory::types::{
 };
 pub use call::{CallError, ReusedInstance};
 pub use digest::Digest;
-pub use engine::{Allocation, EngineOptions, LoadError, Rules, RulesEngine};
+pub use engine::{Allocation, DEFAULT_KEEP_RESIDENT, EngineOptions, LoadError, Rules, RulesEngine};
 pub use report::RulesReport;
 pub use sandbox::SandboxLimits;
 
