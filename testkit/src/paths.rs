@@ -73,9 +73,36 @@ pub fn output_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback, below the kernel's ephemeral range.
+///
+/// A port the kernel hands out (`bind` to port 0) comes from the range it
+/// also uses for every outgoing connection, and a fault test kills a
+/// server and starts it again on the same ports a second later: in
+/// between, any connection made on the machine could take one of them
+/// (seen in CI: a restarted nats-server found its monitoring port taken).
+/// Ports below the range are taken only by a listener that asks for them.
 pub fn free_port() -> Result<u16> {
+    const FLOOR: u16 = 10_000;
+    let ceiling = ephemeral_floor().unwrap_or(32_768);
+    if ceiling > FLOOR + 1_000 {
+        for _ in 0..1_000 {
+            let port = fastrand::u16(FLOOR..ceiling);
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The first port of the kernel's ephemeral range.
+fn ephemeral_floor() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// A component built by `make build` (`target/wasm32-wasip2/release/NAME.wasm`).
