@@ -5,4 +5,5 @@
 
 pub mod bounds;
 pub mod schema;
+pub mod shape;
 pub mod wire;

@@ -347,7 +347,7 @@ impl Relay {
 /// request), linked to the request that committed the event.
 fn publish_span(event: &PendingEvent) -> tracing::Span {
     use opentelemetry::trace::TraceContextExt;
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "publish",
         otel.name = format!("publish {}", event.subject),
         otel.kind = "producer",

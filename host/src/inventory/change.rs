@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::reply::{contended, internal, key_reused, rejected, rules_failure, store_failure};
 use super::{Inventory, MAX_ATTEMPTS, PendingChange};
 use crate::contract::wire::{LOW_STOCK_SUBJECT, LowStockEvent, Reply};
+use crate::propagation::RequestTrace;
 use crate::rules::{self, CallError, Decision, Event, Rules};
 use crate::store::{Begun, OutboxEvent, RowLock, StoreError, StoredReply};
 
@@ -41,7 +42,7 @@ impl Inventory {
         lock: RowLock,
     ) -> Option<Reply> {
         for attempt in 1..=MAX_ATTEMPTS {
-            let transaction = tracing::info_span!(
+            let transaction = tracing::debug_span!(
                 parent: &change.span,
                 "db.transaction",
                 db.system.name = "postgresql",
@@ -95,7 +96,7 @@ impl Inventory {
             }
             Err(e) => return Step::Done(rules_failure(rules, e)),
         };
-        let events = match self.encode_events(&decision) {
+        let events = match self.encode_events(&decision, &planned.trace) {
             Ok(events) => events,
             Err(reply) => return Step::Done(reply),
         };
@@ -125,7 +126,7 @@ impl Inventory {
         ask: &rules::Request,
         current: Option<u32>,
     ) -> Result<crate::rules::state::Outcome, CallError> {
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "rules.decide",
             rules.name = %rules.name,
             rules.version = %rules.version,
@@ -161,7 +162,11 @@ impl Inventory {
 
     /// Serializes the decision's events, checked against their schema,
     /// for the outbox.
-    pub(super) fn encode_events(&self, decision: &Decision) -> Result<Vec<OutboxEvent>, Reply> {
+    pub(super) fn encode_events(
+        &self,
+        decision: &Decision,
+        trace: &RequestTrace,
+    ) -> Result<Vec<OutboxEvent>, Reply> {
         let mut encoded = Vec::with_capacity(decision.events.len());
         for event in &decision.events {
             match event {
@@ -180,7 +185,7 @@ impl Inventory {
                         msg_id: Uuid::now_v7(),
                         subject: LOW_STOCK_SUBJECT.to_string(),
                         payload: value.to_string(),
-                        headers: crate::propagation::current_trace_headers(),
+                        headers: trace.headers(),
                     });
                 }
             }

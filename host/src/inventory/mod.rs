@@ -27,6 +27,7 @@ use uuid::Uuid;
 use crate::contract::schema::Schemas;
 use crate::contract::wire::{Endpoint, Reply, StockRequest};
 use crate::metrics::Metrics;
+use crate::propagation::RequestTrace;
 use crate::rules::state::RulesState;
 use crate::rules::{self, Operation, Rules};
 use crate::store::Store;
@@ -34,7 +35,7 @@ use crate::store::Store;
 use group::GroupCommit;
 pub use group::GroupCommitSettings;
 use prepare::Prepared;
-pub use prepare::{PendingChange, decode_request};
+pub use prepare::{PendingChange, decode_by_schema, decode_request};
 pub use reply::{internal as internal_error, rejected};
 use reply::{internal, rules_failure, store_failure};
 
@@ -124,9 +125,10 @@ impl Inventory {
         payload: &[u8],
         key: Option<&str>,
         request_id: Uuid,
+        trace: RequestTrace,
         rules: &Arc<Rules>,
     ) -> Reply {
-        match self.prepare(endpoint, payload, key, request_id, rules) {
+        match self.prepare(endpoint, payload, key, request_id, trace, rules) {
             Prepared::Answer(reply) => reply,
             Prepared::Get(request) => self.get(rules, request).await,
             Prepared::Change(change) => match &self.group {
@@ -150,7 +152,8 @@ impl Inventory {
         let mut changes = Vec::new();
         let mut slots = Vec::new();
         for (slot, (endpoint, payload, key, request_id)) in requests.iter().enumerate() {
-            match self.prepare(*endpoint, payload, *key, *request_id, rules) {
+            let trace = RequestTrace::from_headers(None);
+            match self.prepare(*endpoint, payload, *key, *request_id, trace, rules) {
                 Prepared::Answer(reply) => replies[slot] = Some(reply),
                 Prepared::Get(request) => replies[slot] = Some(self.get(rules, request).await),
                 Prepared::Change(change) => {

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::Inventory;
 use crate::contract::schema::Schemas;
 use crate::contract::wire::{Endpoint, ErrorCode, IDEMPOTENCY_HEADER, Reply, StockRequest};
+use crate::propagation::RequestTrace;
 use crate::rules::{self, Operation, Rules};
 use crate::store::{IdempotencyKey, Movement, RulesStamp};
 
@@ -31,7 +32,8 @@ pub struct PendingChange {
     pub(super) request_id: Uuid,
     /// The request's span, parent of the transaction that applies it.
     pub(super) span: tracing::Span,
-    pub(super) trace_id: Option<String>,
+    /// Its trace: for the ledger row and the events' headers.
+    pub(super) trace: RequestTrace,
 }
 
 impl PendingChange {
@@ -48,7 +50,7 @@ impl PendingChange {
                 digest: self.rules.digest.to_string(),
             },
             request_id: self.request_id,
-            trace_id: self.trace_id.clone(),
+            trace_id: Some(self.trace.trace_id()),
         }
     }
 }
@@ -70,14 +72,17 @@ impl Inventory {
         payload: &[u8],
         key: Option<&str>,
         request_id: Uuid,
+        trace: RequestTrace,
         rules: &Arc<Rules>,
     ) -> Prepared {
-        let decoded = tracing::info_span!("validate").in_scope(|| self.decode(endpoint, payload));
+        let decoded = tracing::debug_span!("validate").in_scope(|| self.decode(endpoint, payload));
         let (request, canonical) = match decoded {
             Ok(decoded) => decoded,
             Err(reply) => return Prepared::Answer(reply),
         };
-        tracing::Span::current().record("beaker.sku", request.sku.as_str());
+        if crate::propagation::spans_exported() {
+            tracing::Span::current().set_attribute("beaker.sku", request.sku.clone());
+        }
         let (operation, quantity) = match (endpoint, request.quantity) {
             // A get changes nothing, so it is idempotent without a key.
             (Endpoint::Get, _) => return Prepared::Get(request),
@@ -108,7 +113,7 @@ impl Inventory {
             key,
             request_id,
             span: tracing::Span::current(),
-            trace_id: current_trace_id(),
+            trace,
         }))
     }
 
@@ -120,16 +125,6 @@ impl Inventory {
             self.limits.max_request_bytes,
         )
     }
-}
-
-/// The current trace's id, for the ledger.
-fn current_trace_id() -> Option<String> {
-    use opentelemetry::trace::TraceContextExt;
-    let context = tracing::Span::current().context();
-    let span_context = context.span().span_context().clone();
-    span_context
-        .is_valid()
-        .then(|| span_context.trace_id().to_string())
 }
 
 /// Checks a caller's idempotency key and fingerprints the request.
@@ -194,6 +189,22 @@ pub fn decode_request(
             e.valid_up_to()
         ))
     })?;
+    // The common case, a well-formed request, needs no JSON tree.
+    if let Some(decoded) = crate::contract::shape::decode_valid(endpoint, text) {
+        return Ok(decoded);
+    }
+    decode_by_schema(schemas, endpoint, text)
+}
+
+/// Decoding with the JSON Schema alone, for what the fast path is not
+/// sure of: this says precisely what is wrong. Public as the reference the
+/// fast path is held to (the `request` fuzz property).
+pub fn decode_by_schema(
+    schemas: &Schemas,
+    endpoint: Endpoint,
+    text: &str,
+) -> Result<(StockRequest, String), Reply> {
+    let bad = |message: String| Reply::error(ErrorCode::BadRequest, message);
     let value: Value = serde_json::from_str(text)
         .map_err(|e| bad(format!("request body is not valid JSON: {e}")))?;
     schemas

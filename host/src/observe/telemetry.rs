@@ -3,11 +3,11 @@
 //! - **Logs**: `RUST_LOG`-style filtering, human lines on a terminal and
 //!   JSON lines elsewhere (or as chosen with `--log-format`), on stderr.
 //!   Lines logged inside a request carry its `trace_id` and `span_id`.
-//! - **Traces**: `tracing` spans become OpenTelemetry spans. A tracer
-//!   provider is always installed, so that trace context flows from callers
-//!   through the host to event consumers (W3C `traceparent`), and ledger
-//!   rows and logs carry trace ids; spans are *exported* only when an OTLP
-//!   endpoint is configured with the standard `OTEL_*` variables.
+//! - **Traces**: when an OTLP endpoint is configured with the standard
+//!   `OTEL_*` variables, `tracing` spans become OpenTelemetry spans and are
+//!   exported. Trace context flows from callers through the host to event
+//!   consumers (W3C `traceparent`), and ledger rows and logs carry trace
+//!   ids, whether or not spans are exported (see `propagation`).
 //! - **Metrics**: one OpenTelemetry meter provider with two readers: a
 //!   Prometheus registry served at `/metrics`, and, when an OTLP endpoint
 //!   is configured, a periodic OTLP exporter.
@@ -217,13 +217,23 @@ pub fn init_service(format: LogFormat, default_filter: &str) -> Result<Telemetry
     let meter_provider = metrics.build();
     global::set_meter_provider(meter_provider.clone());
 
-    // Spans are recorded whatever RUST_LOG says about logs: they are needed
-    // for propagation and trace ids even when nothing is logged.
-    let span_filter = EnvFilter::new("info,async_nats=off,sqlx=off,wasmtime=off,cranelift=off");
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(tracer_provider.tracer("beaker"))
-        .with_error_records_to_exceptions(true)
-        .with_filter(span_filter);
+    // Spans become OpenTelemetry spans only when they are exported: that
+    // layer builds a span, with its attributes, for every tracing span it
+    // sees, which is a large share of a request's cost. Without it, a
+    // request's trace ids are still continued and recorded (see
+    // `propagation::RequestTrace`), and the inner spans (validation, the
+    // transaction, its statements, the rules call, the reply) are debug
+    // spans that nothing builds unless RUST_LOG asks for them.
+    crate::propagation::set_spans_exported(export_traces);
+    let otel = export_traces.then(|| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer_provider.tracer("beaker"))
+            .with_error_records_to_exceptions(true)
+            // Parents are the tracing spans' own; attaching each span's
+            // context to the thread on every poll would cost for nothing.
+            .with_context_activation(false)
+            .with_filter(EnvFilter::new(EXPORTED))
+    });
     let _ = tracing_subscriber::registry()
         .with(log_layer(format, default_filter))
         .with(otel)
@@ -237,6 +247,19 @@ pub fn init_service(format: LogFormat, default_filter: &str) -> Result<Telemetry
         flushed: std::sync::atomic::AtomicBool::new(false),
     })
 }
+
+/// What becomes an OpenTelemetry span or span event, whatever RUST_LOG
+/// says about logs: the host's own spans and events down to debug (the
+/// request's inner steps are debug spans), nothing from the libraries
+/// below (nor the OpenTelemetry SDK's own diagnostics).
+///
+/// Static directives, so that each callsite's answer is known once and
+/// cached. A filter function here (asked again for every span) left spans
+/// unseen at random beside the log layer's own filter: their close never
+/// reached this layer, so they were never exported, and log lines lost the
+/// request's ids. The OTLP tests catch that.
+const EXPORTED: &str =
+    "info,beaker=debug,async_nats=off,sqlx=off,wasmtime=off,cranelift=off,opentelemetry=off";
 
 impl Telemetry {
     /// The Prometheus text exposition of every metric.

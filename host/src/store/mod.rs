@@ -39,7 +39,7 @@ pub use outbox::{OutboxBatch, OutboxEvent, PendingEvent};
 /// A span for one statement, named as the OpenTelemetry database
 /// conventions ask: `{operation} {table}`.
 pub(crate) fn statement(operation: &'static str, table: &'static str) -> tracing::Span {
-    tracing::info_span!(
+    tracing::debug_span!(
         "db.query",
         otel.name = format!("{operation} {table}"),
         otel.kind = "client",

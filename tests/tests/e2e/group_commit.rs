@@ -120,6 +120,7 @@ async fn a_group_gives_exactly_what_the_same_requests_give_one_by_one() -> Resul
                     body.as_bytes(),
                     key.as_deref(),
                     *id,
+                    beaker::propagation::RequestTrace::from_headers(None),
                     &alone_rules,
                 )
                 .await;

@@ -107,7 +107,7 @@ impl Inventory {
         let spans: HashMap<usize, tracing::Span> = members
             .iter()
             .map(|&i| {
-                let span = tracing::info_span!(
+                let span = tracing::debug_span!(
                     parent: &changes[i].span,
                     "db.transaction",
                     db.system.name = "postgresql",
@@ -204,7 +204,7 @@ impl Inventory {
             };
             match &outcome {
                 Ok(decision) => {
-                    let events = match span.in_scope(|| self.encode_events(decision)) {
+                    let events = match self.encode_events(decision, &change.trace) {
                         Ok(events) => events,
                         Err(reply) => {
                             replies[i] = Some(reply);
