@@ -10,6 +10,9 @@
 # Knobs (environment):
 #   PROFILE_SECONDS   how long the load runs and perf samples (default 20)
 #   PROFILE_FREQ      samples per second (default 499)
+#   PROFILE_BEAKER    the host binary to profile (default the release build;
+#                     e.g. one built from an earlier revision, for a before
+#                     and after)
 #   LOAD_CLIENTS      requests in flight (default 16), LOAD_SKUS products (64)
 #   LOAD_MIX          mixed (default: adds, gets and removes; the adds create
 #                     the products), change-hot, change-cold or get
@@ -31,7 +34,7 @@ FREQ=${PROFILE_FREQ:-499}
 PGHOST=${PGHOST:-127.0.0.1}
 PGPORT=${PGPORT:-5432}
 DATABASE_URL=${PROFILE_DATABASE_URL:-postgres://postgres@$PGHOST:$PGPORT/beaker_profile}
-BEAKER="$ROOT/target/release/beaker"
+BEAKER="${PROFILE_BEAKER:-$ROOT/target/release/beaker}"
 LOAD="$ROOT/target/release/beaker-bench"
 
 SCRIPT=profile

@@ -11,11 +11,13 @@
 //!   the idempotency key;
 //! - [`change`]: an add or remove in a transaction of its own;
 //! - [`group`]: the adds and removes in flight applied together;
+//! - [`reads`]: the levels of the gets in flight read together;
 //! - [`reply`]: how each failure reads to the caller.
 
 mod change;
 mod group;
 mod prepare;
+mod reads;
 mod reply;
 
 use std::sync::Arc;
@@ -36,6 +38,7 @@ use group::GroupCommit;
 pub use group::GroupCommitSettings;
 use prepare::Prepared;
 pub use prepare::{PendingChange, decode_by_schema, decode_request};
+use reads::Reads;
 pub use reply::{internal as internal_error, rejected};
 use reply::{internal, rules_failure, store_failure};
 
@@ -65,6 +68,8 @@ pub struct Inventory {
     /// Applies adds and removes in groups, one transaction each; `None`
     /// applies every request in its own transaction.
     group: Option<GroupCommit>,
+    /// Reads the levels of the gets in flight together.
+    reads: Reads,
 }
 
 impl std::fmt::Debug for Inventory {
@@ -96,7 +101,6 @@ impl Inventory {
         let queue = limits.max_in_flight.max(1) as usize;
         Arc::new_cyclic(|inventory| Self {
             schemas: parts.schemas,
-            store: parts.store,
             rules: parts.rules,
             limits,
             relay_wake: parts.relay_wake,
@@ -104,6 +108,8 @@ impl Inventory {
             group: parts
                 .group_commit
                 .map(|settings| GroupCommit::start(inventory.clone(), settings, queue)),
+            reads: Reads::start(parts.store.clone(), queue),
+            store: parts.store,
         })
     }
 
@@ -174,7 +180,7 @@ impl Inventory {
     /// A get: the level read without a lock, and the rules asked what to
     /// report.
     async fn get(&self, rules: &Rules, request: StockRequest) -> Reply {
-        let current = match self.store.level(&request.sku).await {
+        let current = match self.reads.level(&request.sku).await {
             Ok(current) => current,
             Err(e) => return store_failure(e),
         };

@@ -20,6 +20,7 @@ pub mod idempotency;
 pub mod ledger;
 pub mod outbox;
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -181,6 +182,20 @@ impl Store {
             .instrument(statement("SELECT", "inventory"))
             .await?;
         row.map(|r| level_from(r.get::<i32, _>(0))).transpose()
+    }
+
+    /// The levels of those of `skus` ever stocked, in one statement.
+    pub async fn levels(&self, skus: &[&str]) -> Result<HashMap<String, u32>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT product_sku, stock_level FROM inventory WHERE product_sku = ANY($1)",
+        )
+        .bind(skus)
+        .fetch_all(&self.pool)
+        .instrument(statement("SELECT", "inventory"))
+        .await?;
+        rows.into_iter()
+            .map(|r| Ok((r.get::<String, _>(0), level_from(r.get::<i32, _>(1))?)))
+            .collect()
     }
 }
 

@@ -114,6 +114,32 @@ async fn get_reports_the_level_and_zero_for_unknown_products() -> Result<()> {
     Ok(())
 }
 
+/// Gets in flight together are read in one statement: each must still get
+/// its own product's level, duplicates and unknown products included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_gets_each_get_their_own_products_level() -> Result<()> {
+    let env = TestEnv::start("concurrent_gets").await?;
+    for i in 1..=60 {
+        env.add(&format!("p{i}"), i).await?;
+    }
+    // Every stocked product three times and twenty never stocked, shuffled.
+    let mut skus: Vec<(String, i64)> = (1..=60)
+        .flat_map(|i| std::iter::repeat_n((format!("p{i}"), i), 3))
+        .chain((1..=20).map(|i| (format!("unknown-{i}"), 0)))
+        .collect();
+    fastrand::shuffle(&mut skus);
+    let replies = futures::future::join_all(skus.iter().map(|(sku, _)| env.get(sku))).await;
+    for ((sku, level), reply) in skus.iter().zip(replies) {
+        let reply = reply?;
+        assert_eq!(
+            reply.body,
+            json!({"ok": true, "product-sku": sku, "quantity": level}),
+            "{sku}"
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skus_are_case_sensitive_and_accept_every_character_the_schema_allows() -> Result<()> {
     let env = TestEnv::start("sku_alphabet").await?;
