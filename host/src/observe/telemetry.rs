@@ -253,11 +253,12 @@ pub fn init_service(format: LogFormat, default_filter: &str) -> Result<Telemetry
 /// request's inner steps are debug spans), nothing from the libraries
 /// below (nor the OpenTelemetry SDK's own diagnostics).
 ///
-/// Static directives, so that each callsite's answer is known once and
-/// cached. A filter function here (asked again for every span) left spans
-/// unseen at random beside the log layer's own filter: their close never
-/// reached this layer, so they were never exported, and log lines lost the
-/// request's ids. The OTLP tests catch that.
+/// An `EnvFilter` of static directives, like the log layer's. Filter
+/// functions here (`filter_fn`, and `DynFilterFn` with a callsite filter)
+/// were tried beside the log layer's `EnvFilter` and left spans unseen at
+/// random: their close never reached this layer, so they were never
+/// exported, and log lines lost the request's ids. The OTLP tests catch
+/// that.
 const EXPORTED: &str =
     "info,beaker=debug,async_nats=off,sqlx=off,wasmtime=off,cranelift=off,opentelemetry=off";
 

@@ -146,6 +146,7 @@ async fn cluster_load(
     let gap = load.longest_gap(struck, recovered);
     records.extend(load.finish().await?);
     retry_keyed(&client, &mut records, 3).await?;
+    rig.cluster.wait_healthy(RECOVERY).await?;
     let books = Books::check(title, &rig.db.pool, &client, EVENTS_STREAM, &records).await?;
     books.assert_clean(&rig.name, &records)?;
     for (i, host) in rig.hosts.iter_mut().enumerate() {
