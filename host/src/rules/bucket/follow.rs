@@ -94,7 +94,9 @@ struct Follower {
     bucket: Option<Bucket>,
     /// The sequence of the last `active` and `shadow` descriptions acted
     /// on: a new write has a new sequence, so an unchanged pointer costs
-    /// one get and nothing more.
+    /// one get and nothing more. Only a newer one is acted on: on a
+    /// cluster a direct get may be answered by a replica still catching
+    /// up, whose older answer must not swap the rules back.
     active_seen: Option<u64>,
     shadow_seen: Option<u64>,
 }
@@ -133,27 +135,31 @@ impl Follower {
         let Some(bucket) = &self.bucket else {
             return Ok(());
         };
-        match bucket.reader.meta(ACTIVE).await? {
-            Some((sequence, meta)) if self.active_seen != Some(sequence) => {
+        if let Some((sequence, written)) = bucket.reader.latest(ACTIVE).await?
+            && newer(self.active_seen, sequence)
+        {
+            // A deleted pointer leaves the active rules as they are.
+            if let Some(meta) = written {
                 apply_active(bucket, &meta, state).await?;
-                self.active_seen = Some(sequence);
             }
-            Some(_) => {}
-            None => self.active_seen = None,
+            self.active_seen = Some(sequence);
         }
-        match bucket.reader.meta(SHADOW).await? {
-            Some((sequence, meta)) if self.shadow_seen != Some(sequence) => {
-                apply_shadow(bucket, &meta, state).await?;
-                self.shadow_seen = Some(sequence);
+        if let Some((sequence, written)) = bucket.reader.latest(SHADOW).await?
+            && newer(self.shadow_seen, sequence)
+        {
+            match written {
+                Some(meta) => apply_shadow(bucket, &meta, state).await?,
+                None => state.clear_shadow(),
             }
-            Some(_) => {}
-            None => {
-                state.clear_shadow();
-                self.shadow_seen = None;
-            }
+            self.shadow_seen = Some(sequence);
         }
         Ok(())
     }
+}
+
+/// Whether a pointer written at `sequence` is newer than the one acted on.
+fn newer(seen: Option<u64>, sequence: u64) -> bool {
+    seen.is_none_or(|seen| sequence > seen)
 }
 
 /// Loads the component `active` names, unless it is already active.

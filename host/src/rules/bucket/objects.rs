@@ -68,6 +68,17 @@ impl Reader {
     /// The description of `name` and the sequence it was written at, or
     /// `None` if there is none or it is deleted.
     pub async fn meta(&self, name: &str) -> Result<Option<(u64, Meta)>, BucketError> {
+        Ok(self
+            .latest(name)
+            .await?
+            .and_then(|(sequence, meta)| meta.map(|meta| (sequence, meta))))
+    }
+
+    /// The last write of `name`'s description and its sequence: `None`
+    /// inside when that write deleted it, `None` outside when it was never
+    /// written. The sequence says which of two answers is newer, for a
+    /// reader that may be answered by a replica still catching up.
+    pub async fn latest(&self, name: &str) -> Result<Option<(u64, Option<Meta>)>, BucketError> {
         let subject = format!("$O.{}.M.{}", self.bucket, URL_SAFE.encode(name));
         let message = match self.last(name, &subject).await? {
             Got::Message(message) => message,
@@ -78,7 +89,7 @@ impl Reader {
                 object: name.to_string(),
                 reason: format!("its description is not readable: {e}"),
             })?;
-        Ok((!meta.deleted).then_some((message.sequence, meta)))
+        Ok(Some((message.sequence, (!meta.deleted).then_some(meta))))
     }
 
     /// A whole object, or `None` if it does not exist.
