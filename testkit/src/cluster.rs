@@ -143,11 +143,10 @@ impl NatsCluster {
 
     /// Waits until every running server says it is healthy (`/healthz`):
     /// JetStream current with the meta leader and every stream replica it
-    /// holds current. Read the stream only then: a server just restarted
-    /// answers JetStream requests from the state it recovered before it
-    /// has caught up, and a read it serves misses what was stored while it
-    /// was down (seen in the failover scenario: 45 events "missing").
-    /// Servers that are down (their monitoring port refuses) are skipped.
+    /// holds current. The books are read only then, so that what they see
+    /// of the stream does not depend on which server answers, one just
+    /// restarted and still catching up included. Servers that are down
+    /// (their monitoring port refuses) are skipped.
     pub async fn wait_healthy(&self, timeout: Duration) -> Result<()> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
