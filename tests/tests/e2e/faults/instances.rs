@@ -11,7 +11,7 @@ use beaker_testkit::{
     service_stats,
 };
 
-use super::{INITIAL, KEYED_EVERY, RECOVERY, SKUS, run_name};
+use super::{INITIAL, KEYED_EVERY, SKUS, run_name};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_share_the_load_and_keep_the_books() -> Result<()> {
@@ -45,7 +45,6 @@ async fn three_instances_share_the_load_and_keep_the_books() -> Result<()> {
         .await?;
         records.extend(load.finish().await?);
         retry_keyed(&client, &mut records, 1).await?;
-        db.wait_outbox_drained(RECOVERY).await?;
         let books = Books::check(
             "three hosts, one NATS, one database, shared products",
             &db.pool,
