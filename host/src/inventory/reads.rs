@@ -15,9 +15,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::group::gather;
 use crate::store::{Store, StoreError};
 
 /// Readers at once, each with at most one connection.
@@ -72,19 +74,9 @@ impl Reads {
 /// the next batch gathers while this one is read.
 async fn read(store: Store, queue: Arc<Mutex<mpsc::Receiver<Read>>>) {
     loop {
-        let mut batch = {
-            let mut queue = queue.lock().await;
-            let Some(first) = queue.recv().await else {
-                return;
-            };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(read) => batch.push(read),
-                    Err(_) => break,
-                }
-            }
-            batch
+        let gathered = gather(&mut *queue.lock().await, MAX_BATCH, Duration::ZERO).await;
+        let Some(mut batch) = gathered else {
+            return;
         };
         if batch.len() == 1
             && let Some(Read { sku, level }) = batch.pop()

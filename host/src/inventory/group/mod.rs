@@ -104,7 +104,8 @@ async fn work(
     settings: GroupCommitSettings,
 ) {
     loop {
-        let Some(mut group) = gather(&mut receiver, settings).await else {
+        let Some(mut group) = gather(&mut receiver, settings.max_size, settings.max_wait).await
+        else {
             return;
         };
         let Some(inventory) = inventory.upgrade() else {
@@ -177,27 +178,28 @@ async fn work(
     }
 }
 
-/// Waits for the first change, then takes what else is waiting, up to the
-/// group's size, waiting up to `max_wait` for more. `None` once the queue
-/// is closed.
-async fn gather(
-    receiver: &mut mpsc::Receiver<Queued>,
-    settings: GroupCommitSettings,
-) -> Option<Vec<Queued>> {
+/// Waits for the first item, then takes what else is waiting, up to
+/// `max`, waiting up to `max_wait` for more (zero: take what is there).
+/// `None` once the queue is closed. The gets' readers gather the same way.
+pub(super) async fn gather<T>(
+    receiver: &mut mpsc::Receiver<T>,
+    max: usize,
+    max_wait: Duration,
+) -> Option<Vec<T>> {
     let first = receiver.recv().await?;
-    let max = settings.max_size.max(1);
+    let max = max.max(1);
     let mut group = vec![first];
     while group.len() < max {
         match receiver.try_recv() {
-            Ok(queued) => group.push(queued),
+            Ok(item) => group.push(item),
             Err(_) => break,
         }
     }
-    if group.len() < max && !settings.max_wait.is_zero() {
-        let deadline = tokio::time::Instant::now() + settings.max_wait;
+    if group.len() < max && !max_wait.is_zero() {
+        let deadline = tokio::time::Instant::now() + max_wait;
         while group.len() < max {
             match tokio::time::timeout_at(deadline, receiver.recv()).await {
-                Ok(Some(queued)) => group.push(queued),
+                Ok(Some(item)) => group.push(item),
                 _ => break,
             }
         }
