@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_nats::jetstream::stream::StorageType;
 use clap::{Args, ValueEnum};
 
-use super::{ConfigError, at_least};
+use super::{ConfigError, at_least, at_most};
 use crate::events::{RelaySettings, StreamSettings};
 use crate::startup::{EventsSettings, HousekeepingSettings};
 
@@ -67,6 +67,12 @@ pub struct EventsArgs {
     /// released, and it is retried.
     #[arg(long = "outbox-round-timeout", env = "BEAKER_OUTBOX_ROUND_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub round_timeout: Duration,
+    /// How long the relay waits for JetStream to acknowledge a publish
+    /// (at most the round timeout). An ack lost with a stream leader that
+    /// died never comes: past this the events are published again (the
+    /// stream drops duplicates by Nats-Msg-Id), to the new leader.
+    #[arg(long = "outbox-ack-timeout", env = "BEAKER_OUTBOX_ACK_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub ack_timeout: Duration,
     /// A relay connected to NATS that has published nothing for this long
     /// while events wait is reported as stalled (a warning, the metric
     /// beaker_outbox_relay_stalled, /readyz).
@@ -108,6 +114,11 @@ impl TryFrom<&EventsArgs> for EventsSettings {
             duplicate_window: args.duplicate_window.min(args.max_age),
             replicas: usize::from(args.replicas),
         };
+        let round_timeout = at_least(
+            "BEAKER_OUTBOX_ROUND_TIMEOUT",
+            args.round_timeout,
+            Duration::from_millis(100),
+        )?;
         let relay = RelaySettings {
             poll_interval: at_least(
                 "BEAKER_OUTBOX_POLL_INTERVAL",
@@ -115,10 +126,15 @@ impl TryFrom<&EventsArgs> for EventsSettings {
                 Duration::from_millis(10),
             )?,
             batch_size: i64::from(args.batch_size),
-            round_timeout: at_least(
-                "BEAKER_OUTBOX_ROUND_TIMEOUT",
-                args.round_timeout,
-                Duration::from_millis(100),
+            round_timeout,
+            ack_timeout: at_most(
+                "BEAKER_OUTBOX_ACK_TIMEOUT",
+                at_least(
+                    "BEAKER_OUTBOX_ACK_TIMEOUT",
+                    args.ack_timeout,
+                    Duration::from_millis(10),
+                )?,
+                round_timeout,
             )?,
             max_backoff: Duration::from_secs(30),
             final_attempt: Duration::from_secs(5),

@@ -46,6 +46,9 @@ pub struct RelaySettings {
     /// The longest a round (claim, publish, acknowledgements, marking)
     /// may take before it is abandoned and retried.
     pub round_timeout: Duration,
+    /// How long a publish waits for its acknowledgement (and any other
+    /// JetStream request of the relay): at most `round_timeout`.
+    pub ack_timeout: Duration,
     /// The longest pause between attempts while publishing fails.
     pub max_backoff: Duration,
     /// How long the last attempt at shutdown may take.
@@ -106,10 +109,13 @@ pub struct RelayParts {
 impl Relay {
     pub fn new(parts: RelayParts, settings: RelaySettings) -> Self {
         // A context of its own, so that every JetStream call of the relay
-        // (publish, acknowledgement, stream creation) is bounded by the
-        // round's timeout whatever other users of the client chose.
+        // (publish, acknowledgement, stream creation) has the relay's bound
+        // whatever other users of the client chose. The ack bound is short
+        // because an ack lost with a dead stream leader never comes, and
+        // the round should move on to the new leader, not wait out the
+        // whole round.
         let js = jetstream::ContextBuilder::new()
-            .timeout(settings.round_timeout)
+            .timeout(settings.ack_timeout.min(settings.round_timeout))
             .build(parts.client.clone());
         Self {
             store: parts.store,
@@ -278,7 +284,18 @@ impl Relay {
                 Ok(ack) => std::future::IntoFuture::into_future(ack)
                     .instrument(span.clone())
                     .await
-                    .map(|_| ())
+                    .map(|ack| {
+                        // Which sequence holds the event, and whether the
+                        // stream had it already (a retry after a lost ack):
+                        // what an operator needs to follow one event
+                        // through a failover.
+                        tracing::debug!(
+                            msg_id = %event.msg_id,
+                            sequence = ack.sequence,
+                            duplicate = ack.duplicate,
+                            "event acknowledged"
+                        );
+                    })
                     .map_err(|e| (e.kind(), e.to_string())),
                 Err(e) => Err((e.kind(), e.to_string())),
             };
