@@ -121,15 +121,11 @@ impl NatsCluster {
     /// contains `name` is connected to (the host names its connection
     /// `beaker <instance id>`), if any.
     pub async fn server_of(&self, name: &str) -> Result<Option<usize>> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()?;
-        for (i, port) in self.monitor_ports.iter().enumerate() {
-            let url = format!("http://127.0.0.1:{port}/connz?limit=1024");
-            let Ok(response) = http.get(&url).send().await else {
+        let http = monitor_client(Duration::from_secs(5))?;
+        for i in 0..self.servers.len() {
+            let Ok(connz) = self.monitor(&http, i, "connz?limit=1024").await else {
                 continue; // a server that is down
             };
-            let connz: Value = serde_json::from_str(&response.text().await?)?;
             let found = connz["connections"].as_array().is_some_and(|list| {
                 list.iter()
                     .any(|c| c["name"].as_str().is_some_and(|n| n.contains(name)))
@@ -141,6 +137,42 @@ impl NatsCluster {
         Ok(None)
     }
 
+    /// What each server holds of `stream`, from its own monitoring port
+    /// (`/jsz`): leader, messages, first and last sequence. Kept beside a
+    /// failed run's books, since a stream read through the cluster shows
+    /// only the leader's copy.
+    pub async fn stream_states(&self, stream: &str) -> Vec<(String, Value)> {
+        let Ok(http) = monitor_client(Duration::from_secs(5)) else {
+            return Vec::new();
+        };
+        let mut states = Vec::with_capacity(self.servers.len());
+        for (i, name) in self.names.iter().enumerate() {
+            let state = match self
+                .monitor(&http, i, "jsz?accounts=true&streams=true")
+                .await
+            {
+                Err(e) => Value::String(format!("no answer: {e:#}")),
+                Ok(jsz) => jsz["account_details"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
+                    .find(|s| s["name"] == stream)
+                    .map(|s| serde_json::json!({"cluster": s["cluster"], "state": s["state"]}))
+                    .unwrap_or_else(|| Value::String(format!("holds no {stream}"))),
+            };
+            states.push((name.clone(), state));
+        }
+        states
+    }
+
+    /// A JSON page from server `i`'s monitoring port.
+    async fn monitor(&self, http: &reqwest::Client, i: usize, page: &str) -> Result<Value> {
+        let url = format!("http://127.0.0.1:{}/{page}", self.monitor_ports[i]);
+        let text = http.get(&url).send().await?.text().await?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
     /// Waits until every running server says it is healthy (`/healthz`):
     /// JetStream current with the meta leader and every stream replica it
     /// holds current. The books are read only then, so that what they see
@@ -148,9 +180,7 @@ impl NatsCluster {
     /// restarted and still catching up included. Servers that are down
     /// (their monitoring port refuses) are skipped.
     pub async fn wait_healthy(&self, timeout: Duration) -> Result<()> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()?;
+        let http = monitor_client(Duration::from_secs(2))?;
         let deadline = Instant::now() + timeout;
         loop {
             let mut unhealthy = Vec::new();
@@ -192,4 +222,9 @@ impl NatsCluster {
             .position(|n| n == leader)
             .with_context(|| format!("{stream}'s leader {leader} is none of {:?}", self.names))
     }
+}
+
+/// An HTTP client for the servers' monitoring ports.
+fn monitor_client(timeout: Duration) -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().timeout(timeout).build()?)
 }

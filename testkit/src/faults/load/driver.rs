@@ -47,6 +47,9 @@ pub struct Load {
     size: usize,
     /// When each answer (ok or refused) came, for the gaps in service.
     answered_at: Arc<Mutex<Vec<Instant>>>,
+    /// When every client had reached the hold: from then on no answer is
+    /// expected, so a gap past it is the test waiting, not the service.
+    all_held_at: Arc<Mutex<Option<Instant>>>,
 }
 
 impl std::fmt::Debug for Load {
@@ -77,16 +80,20 @@ impl Load {
         let faulty = hold_at.is_some();
         let hold_at = hold_at.unwrap_or(usize::MAX);
         let answered_at = Arc::new(Mutex::new(Vec::new()));
+        let all_held_at = Arc::new(Mutex::new(None));
+        let held = Arc::new(AtomicUsize::new(0));
+        let clients = clients.max(1);
         // Every client connects before any sends, so that a burst (one
         // request per client) is sent at once.
         let mut connected = Vec::new();
-        for _ in 0..clients.max(1) {
+        for _ in 0..clients {
             connected.push(connect(nats_url).await?);
         }
         let mut handles = Vec::new();
         for client in connected {
             let (plan, next, tally_tx) = (plan.clone(), next.clone(), tally_tx.clone());
             let answered_at = answered_at.clone();
+            let (held, all_held_at) = (held.clone(), all_held_at.clone());
             let mut released = released.clone();
             handles.push(tokio::spawn(async move {
                 let mut done = Vec::new();
@@ -96,6 +103,11 @@ impl Load {
                         break;
                     };
                     if index >= hold_at {
+                        if !*released.borrow() && held.fetch_add(1, Ordering::SeqCst) + 1 == clients
+                        {
+                            *all_held_at.lock().unwrap_or_else(PoisonError::into_inner) =
+                                Some(Instant::now());
+                        }
                         let _ = released.wait_for(|r| *r).await;
                     }
                     let after_recovery = faulty && *released.borrow();
@@ -126,12 +138,20 @@ impl Load {
             clients: handles,
             size,
             answered_at,
+            all_held_at,
         })
     }
 
     /// The longest time without any answer between `from` and `to` (a
     /// failover's cost to callers).
     pub fn longest_gap(&self, from: Instant, to: Instant) -> Duration {
+        // Once every client waits at the hold, no answer is due: the time
+        // after that is the test's, not a gap in service.
+        let held = *self
+            .all_held_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let to = held.map_or(to, |held| held.clamp(from, to));
         let mut times: Vec<Instant> = self
             .answered_at
             .lock()

@@ -43,7 +43,9 @@ impl ClusterRig {
             .map(|i| {
                 let mut config =
                     BeakerConfig::new(&format!("{name}/host-{i}"), &cluster.servers[i], &db)
-                        .env("RUST_LOG", "info")
+                        // The relay's acks (sequence, duplicate) at debug:
+                        // what follows an event through a failover.
+                        .env("RUST_LOG", "info,beaker::events::relay=debug")
                         .env("BEAKER_EVENTS_REPLICAS", "3")
                         .env("BEAKER_RULES_BUCKET_REPLICAS", "3");
                 config.nats_url = cluster.urls_from(i);
@@ -148,7 +150,17 @@ async fn cluster_load(
     retry_keyed(&client, &mut records, 3).await?;
     rig.cluster.wait_healthy(RECOVERY).await?;
     let books = Books::check(title, &rig.db.pool, &client, EVENTS_STREAM, &records).await?;
-    books.assert_clean(&rig.name, &records)?;
+    if let Err(unclean) = books.assert_clean(&rig.name, &records) {
+        // What each server holds, beside the books: a read through the
+        // cluster shows only the leader's copy of the stream.
+        let states = rig.cluster.stream_states(EVENTS_STREAM).await;
+        let text = states
+            .iter()
+            .map(|(server, state)| format!("{server}: {state}\n"))
+            .collect::<String>();
+        let _ = std::fs::write(output_dir(&rig.name).join("streams.txt"), &text);
+        return Err(unclean.context(format!("each server's {EVENTS_STREAM}:\n{text}")));
+    }
     for (i, host) in rig.hosts.iter_mut().enumerate() {
         ensure!(host.is_running(), "host {i} did not survive the fault");
     }
