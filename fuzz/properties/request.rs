@@ -28,7 +28,7 @@ pub fn check(schemas: &Schemas, data: &[u8]) -> bool {
     let Some((&selector, payload)) = data.split_first() else {
         return false;
     };
-    let endpoint = Endpoint::ALL[usize::from(selector) % Endpoint::ALL.len()];
+    let endpoint = Endpoint::STOCK[usize::from(selector) % Endpoint::STOCK.len()];
     let decoded = decode_request(schemas, endpoint, payload, MAX_REQUEST_BYTES);
     // Past the size, emptiness and UTF-8 checks, the schema is the judge.
     if payload.len() <= MAX_REQUEST_BYTES

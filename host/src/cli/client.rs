@@ -1,6 +1,5 @@
 //! The client commands: `beaker call` (one request, as any NATS client
-//! would send it), `beaker ledger` (a product's history) and `beaker
-//! migrate`.
+//! would send it) and `beaker migrate`.
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -11,7 +10,6 @@ use async_nats::HeaderMap;
 use crate::config::{DbArgs, NatsArgs};
 use crate::contract::wire::{ERROR_CODE_HEADER, ERROR_HEADER};
 use crate::nats;
-use crate::rules::digest::short;
 use crate::store::{DbConfig, Store, redact_url};
 
 pub(super) async fn migrate(db: &DbArgs) -> ExitCode {
@@ -105,79 +103,4 @@ pub(super) async fn call(
     } else {
         ExitCode::SUCCESS
     }
-}
-
-pub(super) async fn ledger(db: &DbArgs, sku: &str, json: bool) -> ExitCode {
-    let store = match Store::connect_lazy(&DbConfig::from(db)) {
-        Ok(store) => store,
-        Err(e) => {
-            eprintln!("beaker ledger: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let (rows, level) = match tokio::try_join!(store.ledger(sku), store.level(sku)) {
-        Ok(found) => found,
-        Err(e) => {
-            eprintln!("beaker ledger: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    if json {
-        for row in &rows {
-            let line = serde_json::json!({
-                "id": row.id,
-                "time": row.created_at.to_rfc3339(),
-                "operation": row.operation,
-                "quantity": row.quantity,
-                "level_before": row.level_before,
-                "level_after": row.level_after,
-                "rules_name": row.rules_name,
-                "rules_version": row.rules_version,
-                "rules_digest": row.rules_digest,
-                "request_id": row.request_id.to_string(),
-                "trace_id": row.trace_id,
-            });
-            println!("{line}");
-        }
-        return ExitCode::SUCCESS;
-    }
-    if rows.is_empty() {
-        println!("{sku}: no movements (level {})", level.unwrap_or(0));
-        return ExitCode::SUCCESS;
-    }
-    println!(
-        "{:>8}  {:<20}  {:<6}  {:>8}  {:>10}  {:>10}  {:<32}  REQUEST",
-        "ID", "TIME (UTC)", "OP", "QTY", "BEFORE", "AFTER", "RULES"
-    );
-    let mut sum: i64 = 0;
-    for row in &rows {
-        sum += i64::from(row.level_after) - i64::from(row.level_before);
-        let rules = format!(
-            "{} {} ({})",
-            row.rules_name,
-            row.rules_version,
-            short(&row.rules_digest)
-        );
-        println!(
-            "{:>8}  {:<20}  {:<6}  {:>8}  {:>10}  {:>10}  {:<32}  {}",
-            row.id,
-            row.created_at.format("%Y-%m-%d %H:%M:%S"),
-            row.operation,
-            row.quantity,
-            row.level_before,
-            row.level_after,
-            rules,
-            row.request_id
-        );
-    }
-    let level = level.unwrap_or(0);
-    println!(
-        "{sku}: level {level}; the changes sum to {sum}{}",
-        if sum == i64::from(level) {
-            ""
-        } else {
-            " (MISMATCH)"
-        }
-    );
-    ExitCode::SUCCESS
 }

@@ -2,6 +2,7 @@
 //! `call`, `ledger`, `rules`.
 
 mod client;
+mod ledger;
 mod rules;
 
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ use crate::config::{DbArgs, GatewayCommandArgs, LogArgs, NatsArgs, ServeArgs};
 use crate::gateway;
 use crate::observe::telemetry;
 use crate::startup::{self, GatewaySettings, ServeSettings};
+use crate::store::DbConfig;
 
 /// Beaker: an inventory service on NATS, with its business rules in a
 /// WebAssembly component.
@@ -81,14 +83,24 @@ pub enum Command {
     #[command(subcommand)]
     Rules(Box<rules::RulesCommand>),
     /// Print a product's ledger: every applied change, oldest first.
+    ///
+    /// Read from the database when its URL is given (--database-url or
+    /// DATABASE_URL); otherwise asked of the running service over NATS
+    /// (stock.history), which needs no database password.
+    ///
+    /// Exit status: 0 printed, 1 the database or the service refused, 3 no
+    /// answer (no service, timeout, no NATS).
     Ledger {
         /// The product's SKU.
         sku: String,
         /// Print JSON lines instead of a table.
         #[arg(long)]
         json: bool,
+        /// Postgres URL: read the ledger from the database itself.
+        #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
         #[command(flatten)]
-        db: DbArgs,
+        nats: Box<NatsArgs>,
     },
 }
 
@@ -171,7 +183,18 @@ async fn run_client(command: Command) -> ExitCode {
             timeout_ms,
             nats,
         } => client::call(&nats, &subject, &body, &headers, timeout_ms).await,
-        Command::Ledger { sku, json, db } => client::ledger(&db, &sku, json).await,
+        Command::Ledger {
+            sku,
+            json,
+            database_url,
+            nats,
+        } => {
+            let source = match database_url {
+                Some(url) => ledger::Source::Database(DbConfig::for_client(url)),
+                None => ledger::Source::Service(nats),
+            };
+            ledger::ledger(source, &sku, json).await
+        }
         Command::Rules(command) => rules::run(*command).await,
     }
 }

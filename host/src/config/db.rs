@@ -55,3 +55,16 @@ impl From<&DbArgs> for DbConfig {
         }
     }
 }
+
+impl DbConfig {
+    /// A one-off command's pool (`beaker ledger`): two connections and
+    /// short bounds, enough for a query or two.
+    pub fn for_client(url: String) -> Self {
+        DbConfig {
+            url,
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(5),
+        }
+    }
+}

@@ -24,10 +24,14 @@ pub mod embedded {
         include_str!("../../../schemas/stock-remove.response.json");
     pub const STOCK_GET_REQUEST: &str = include_str!("../../../schemas/stock-get.request.json");
     pub const STOCK_GET_RESPONSE: &str = include_str!("../../../schemas/stock-get.response.json");
+    pub const STOCK_HISTORY_REQUEST: &str =
+        include_str!("../../../schemas/stock-history.request.json");
+    pub const STOCK_HISTORY_RESPONSE: &str =
+        include_str!("../../../schemas/stock-history.response.json");
     pub const LOW_STOCK_EVENT: &str = include_str!("../../../schemas/low-stock.event.json");
 
     /// Every schema with its file name, in a stable order.
-    pub const ALL: [(&str, &str); 10] = [
+    pub const ALL: [(&str, &str); 12] = [
         ("product-sku.json", PRODUCT_SKU),
         ("quantity.json", QUANTITY),
         ("stock-level.json", STOCK_LEVEL),
@@ -37,6 +41,8 @@ pub mod embedded {
         ("stock-remove.response.json", STOCK_REMOVE_RESPONSE),
         ("stock-get.request.json", STOCK_GET_REQUEST),
         ("stock-get.response.json", STOCK_GET_RESPONSE),
+        ("stock-history.request.json", STOCK_HISTORY_REQUEST),
+        ("stock-history.response.json", STOCK_HISTORY_RESPONSE),
         ("low-stock.event.json", LOW_STOCK_EVENT),
     ];
 }
@@ -68,6 +74,8 @@ pub struct Schemas {
     remove_response: Validator,
     get_request: Validator,
     get_response: Validator,
+    history_request: Validator,
+    history_response: Validator,
     low_stock_event: Validator,
 }
 
@@ -122,6 +130,8 @@ impl Schemas {
             remove_response: build("stock-remove.response.json")?,
             get_request: build("stock-get.request.json")?,
             get_response: build("stock-get.response.json")?,
+            history_request: build("stock-history.request.json")?,
+            history_response: build("stock-history.response.json")?,
             low_stock_event: build("low-stock.event.json")?,
         })
     }
@@ -132,6 +142,7 @@ impl Schemas {
             Endpoint::Add => &self.add_request,
             Endpoint::Remove => &self.remove_request,
             Endpoint::Get => &self.get_request,
+            Endpoint::History => &self.history_request,
         };
         first_error(validator, request)
     }
@@ -142,6 +153,7 @@ impl Schemas {
             Endpoint::Add => &self.add_response,
             Endpoint::Remove => &self.remove_response,
             Endpoint::Get => &self.get_response,
+            Endpoint::History => &self.history_response,
         };
         first_error(validator, response)
     }

@@ -16,10 +16,21 @@ pub enum Endpoint {
     Add,
     Remove,
     Get,
+    /// A product's ledger, newest first, paged: Beaker's own, beside the
+    /// three the reference service has.
+    History,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 3] = [Endpoint::Add, Endpoint::Remove, Endpoint::Get];
+    pub const ALL: [Endpoint; 4] = [
+        Endpoint::Add,
+        Endpoint::Remove,
+        Endpoint::Get,
+        Endpoint::History,
+    ];
+    /// The reference service's endpoints: one request shape (a SKU and, to
+    /// change the level, a quantity) and one reply shape.
+    pub const STOCK: [Endpoint; 3] = [Endpoint::Add, Endpoint::Remove, Endpoint::Get];
 
     /// The endpoint's name in `$SRV.INFO` and metrics.
     pub fn name(self) -> &'static str {
@@ -27,6 +38,7 @@ impl Endpoint {
             Endpoint::Add => "add",
             Endpoint::Remove => "remove",
             Endpoint::Get => "get",
+            Endpoint::History => "history",
         }
     }
 
@@ -36,6 +48,7 @@ impl Endpoint {
             Endpoint::Add => "stock.add",
             Endpoint::Remove => "stock.remove",
             Endpoint::Get => "stock.get",
+            Endpoint::History => "stock.history",
         }
     }
 }
@@ -50,23 +63,26 @@ pub struct StockRequest {
     pub quantity: Option<u32>,
 }
 
-/// A quantity as JSON Schema counts integers: `5` and `5.0` alike (the
-/// schema accepts both, so the service must too).
-fn whole_number<'de, D>(deserializer: D) -> Result<Option<u32>, D::Error>
+/// A number as JSON Schema counts integers: `5` and `5.0` alike (the
+/// schema accepts both, so the service must too). Never negative here.
+fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+    T::Error: std::fmt::Display,
 {
     use serde::de::Error;
     let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
         return Ok(None);
     };
     if let Some(whole) = number.as_u64() {
-        return u32::try_from(whole).map(Some).map_err(D::Error::custom);
+        return T::try_from(whole).map(Some).map_err(D::Error::custom);
     }
     match number.as_f64() {
-        Some(f) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => {
-            // Whole and in range, so the conversion is exact.
-            Ok(Some(f as u32))
+        // Every f64 this large is whole; `as` saturates, and the bounds of
+        // the schema (checked first) keep the values far below that.
+        Some(f) if f.fract() == 0.0 && f >= 0.0 => {
+            T::try_from(f as u64).map(Some).map_err(D::Error::custom)
         }
         _ => Err(D::Error::custom(format!(
             "{number} is not a whole number of units"
@@ -120,6 +136,68 @@ impl TryFrom<bool> for False {
     fn try_from(b: bool) -> Result<Self, Self::Error> {
         if b { Err("expected false") } else { Ok(False) }
     }
+}
+
+/// A decoded, schema-valid `stock.history` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRequest {
+    #[serde(rename = "product-sku")]
+    pub sku: String,
+    /// The most movements in one page (the schema's default when absent).
+    #[serde(
+        default,
+        deserialize_with = "whole_number",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub limit: Option<u32>,
+    /// Only movements older than this movement id.
+    #[serde(
+        default,
+        deserialize_with = "whole_number",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub before: Option<i64>,
+}
+
+/// The movements a `stock.history` page holds when the request says not.
+pub const HISTORY_DEFAULT_LIMIT: u32 = 20;
+
+/// One page of a product's ledger, newest first: the success body of
+/// `stock.history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    pub ok: True,
+    #[serde(rename = "product-sku")]
+    pub sku: String,
+    pub movements: Vec<HistoryMovement>,
+    /// What to send as `before` for the next page; absent on the last.
+    #[serde(
+        rename = "next-before",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub next_before: Option<i64>,
+}
+
+/// One movement of a product, as `stock.history` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct HistoryMovement {
+    pub id: i64,
+    pub operation: String,
+    pub quantity: u32,
+    pub level_after: u32,
+    pub rules: RulesRef,
+    pub request_id: String,
+    /// RFC 3339, UTC, milliseconds.
+    pub at: String,
+}
+
+/// The rules that decided a movement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulesRef {
+    pub name: String,
+    pub version: String,
 }
 
 /// The low-stock event's payload.
@@ -218,6 +296,8 @@ pub enum Reply {
         body: String,
         error: Option<(u16, String)>,
     },
+    /// A page of a product's ledger (`stock.history`).
+    History(Box<HistoryPage>),
 }
 
 /// The header name that carries a request's idempotency key.
@@ -250,6 +330,10 @@ impl Reply {
                 error: message.clone(),
             },
             Reply::Replay { body, .. } => return body.clone(),
+            Reply::History(page) => {
+                return serde_json::to_string(page)
+                    .unwrap_or_else(|_| r#"{"ok":false,"error":"internal error"}"#.to_string());
+            }
         };
         serde_json::to_string(&body)
             .unwrap_or_else(|_| r#"{"ok":false,"error":"internal error"}"#.to_string())
@@ -258,7 +342,7 @@ impl Reply {
     /// The numeric code and message of a failed reply.
     pub fn failure(&self) -> Option<(u16, &str)> {
         match self {
-            Reply::Ok { .. } => None,
+            Reply::Ok { .. } | Reply::History(_) => None,
             Reply::Err { code, message } => Some((code.code(), message.as_str())),
             Reply::Replay { error, .. } => error.as_ref().map(|(c, m)| (*c, m.as_str())),
         }
@@ -288,6 +372,18 @@ mod tests {
         assert!(parse(r#"{"product-sku":"a","quantity":5.5}"#).is_err());
         assert!(parse(r#"{"product-sku":"a","quantity":-1.0}"#).is_err());
         assert!(parse(r#"{"product-sku":"a","quantity":4294967296}"#).is_err());
+    }
+
+    #[test]
+    fn history_numbers_are_whole_numbers_however_written() {
+        let parse =
+            |text: &str| serde_json::from_str::<HistoryRequest>(text).map(|r| (r.limit, r.before));
+        assert_eq!(
+            parse(r#"{"product-sku":"a","limit":5.0,"before":7e1}"#).ok(),
+            Some((Some(5), Some(70)))
+        );
+        assert_eq!(parse(r#"{"product-sku":"a"}"#).ok(), Some((None, None)));
+        assert!(parse(r#"{"product-sku":"a","limit":2.5}"#).is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 mod change;
 mod group;
+mod history;
 mod prepare;
 mod reads;
 mod reply;
@@ -137,6 +138,7 @@ impl Inventory {
         match self.prepare(endpoint, payload, key, request_id, trace, rules) {
             Prepared::Answer(reply) => reply,
             Prepared::Get(request) => self.get(rules, request).await,
+            Prepared::History => self.history(payload).await,
             Prepared::Change(change) => match &self.group {
                 Some(group) => group.submit(*change).await,
                 None => self.change_alone(&change).await,
@@ -162,6 +164,7 @@ impl Inventory {
             match self.prepare(*endpoint, payload, *key, *request_id, trace, rules) {
                 Prepared::Answer(reply) => replies[slot] = Some(reply),
                 Prepared::Get(request) => replies[slot] = Some(self.get(rules, request).await),
+                Prepared::History => replies[slot] = Some(self.history(payload).await),
                 Prepared::Change(change) => {
                     changes.push(*change);
                     slots.push(slot);

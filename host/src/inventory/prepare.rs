@@ -60,6 +60,8 @@ pub(super) enum Prepared {
     /// Nothing to execute: the reply says what is wrong.
     Answer(Reply),
     Get(StockRequest),
+    /// A `stock.history` page: a request of its own shape, decoded there.
+    History,
     Change(Box<PendingChange>),
 }
 
@@ -75,6 +77,9 @@ impl Inventory {
         trace: RequestTrace,
         rules: &Arc<Rules>,
     ) -> Prepared {
+        if endpoint == Endpoint::History {
+            return Prepared::History;
+        }
         let decoded = tracing::debug_span!("validate").in_scope(|| self.decode(endpoint, payload));
         let (request, canonical) = match decoded {
             Ok(decoded) => decoded,
@@ -86,6 +91,7 @@ impl Inventory {
         let (operation, quantity) = match (endpoint, request.quantity) {
             // A get changes nothing, so it is idempotent without a key.
             (Endpoint::Get, _) => return Prepared::Get(request),
+            (Endpoint::History, _) => return Prepared::History,
             (_, None) => {
                 return Prepared::Answer(Reply::error(
                     ErrorCode::BadRequest,
@@ -170,6 +176,21 @@ pub fn decode_request(
     payload: &[u8],
     max_request_bytes: usize,
 ) -> Result<(StockRequest, String), Reply> {
+    let text = payload_text(endpoint, payload, max_request_bytes)?;
+    // The common case, a well-formed request, needs no JSON tree.
+    if let Some(decoded) = crate::contract::shape::decode_valid(endpoint, text) {
+        return Ok(decoded);
+    }
+    decode_by_schema(schemas, endpoint, text)
+}
+
+/// The request body as text, once its size, emptiness and encoding are
+/// checked: what every endpoint checks first, with the same messages.
+pub(super) fn payload_text(
+    endpoint: Endpoint,
+    payload: &[u8],
+    max_request_bytes: usize,
+) -> Result<&str, Reply> {
     let bad = |message: String| Reply::error(ErrorCode::BadRequest, message);
     if payload.len() > max_request_bytes {
         return Err(bad(format!(
@@ -183,17 +204,12 @@ pub fn decode_request(
             example(endpoint)
         )));
     }
-    let text = std::str::from_utf8(payload).map_err(|e| {
+    std::str::from_utf8(payload).map_err(|e| {
         bad(format!(
             "request body is not valid UTF-8 (at byte {})",
             e.valid_up_to()
         ))
-    })?;
-    // The common case, a well-formed request, needs no JSON tree.
-    if let Some(decoded) = crate::contract::shape::decode_valid(endpoint, text) {
-        return Ok(decoded);
-    }
-    decode_by_schema(schemas, endpoint, text)
+    })
 }
 
 /// Decoding with the JSON Schema alone, for what the fast path is not
@@ -225,6 +241,7 @@ pub fn decode_by_schema(
 fn example(endpoint: Endpoint) -> &'static str {
     match endpoint {
         Endpoint::Get => r#"{"product-sku":"widget-1"}"#,
+        Endpoint::History => r#"{"product-sku":"widget-1","limit":20}"#,
         _ => r#"{"product-sku":"widget-1","quantity":5}"#,
     }
 }

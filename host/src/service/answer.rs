@@ -43,6 +43,12 @@ impl Service {
                 .await;
             let current = tracing::Span::current();
             match &reply {
+                Reply::History(page) => {
+                    if exported {
+                        current.set_attribute("beaker.outcome", "ok");
+                    }
+                    tracing::debug!(sku = page.sku, movements = page.movements.len(), "answered");
+                }
                 Reply::Ok { sku, level } => {
                     if exported {
                         current.set_attribute("beaker.outcome", "ok");
@@ -88,7 +94,7 @@ impl Service {
         .instrument(span)
         .await;
         let outcome = match &reply {
-            Reply::Ok { .. } => "ok",
+            Reply::Ok { .. } | Reply::History(_) => "ok",
             Reply::Err { code, .. } => code.outcome(),
             Reply::Replay { .. } => "replay",
         };

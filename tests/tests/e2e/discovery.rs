@@ -29,6 +29,7 @@ async fn info_names_the_service_its_endpoints_and_its_rules() -> Result<()> {
         ("add", "stock.add"),
         ("remove", "stock.remove"),
         ("get", "stock.get"),
+        ("history", "stock.history"),
     ]
     .iter()
     .map(|(n, s)| (n.to_string(), s.to_string(), "q".to_string()))

@@ -14,6 +14,7 @@ mod events;
 mod faults;
 mod gateway;
 mod group_commit;
+mod history;
 mod idempotency;
 mod lifecycle;
 mod limits;

@@ -45,6 +45,10 @@ pub(super) fn stock_operation(endpoint: Endpoint) -> Value {
             "Look up a product's stock level",
             "The current level; 0 for a product never stocked. Writes nothing.",
         ),
+        Endpoint::History => (
+            "A product's movements, newest first",
+            "The product's ledger one page at a time (`limit`, at most 100; `before`, the previous page's `next-before`): each movement's operation, quantity, level after it, the rules that decided it, its request id and time. A product never stocked has none. Writes nothing.",
+        ),
     };
     let mut responses = error_responses(&[
         ("400", "BadRequest"),
