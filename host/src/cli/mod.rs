@@ -1,5 +1,5 @@
-//! The `beaker` command line: `serve`, `gateway`, `openapi`, `migrate`,
-//! `call`, `ledger`, `rules`.
+//! The `beaker` command line: `serve`, `gateway`, `openapi`, `asyncapi`,
+//! `migrate`, `call`, `ledger`, `rules`.
 
 mod client;
 mod rules;
@@ -38,11 +38,12 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run the HTTP gateway: NATS request/reply, publish and subscribe over
     /// HTTP, shaped like the Synadia Cloud HTTP Gateway, plus the operator
-    /// console (GET /) and the OpenAPI document (GET /openapi.json).
+    /// console (GET /) and the OpenAPI and AsyncAPI documents.
     ///
     /// Routes: POST /v1/nats/subjects/{subject} (request/reply),
     /// PUT /v1/nats/subjects/{subject} (publish), GET /v1/nats/subjects/{subject}
-    /// (subscribe, server-sent events). Callers present a token
+    /// (subscribe, server-sent events); GET /openapi.json and GET
+    /// /asyncapi.json, which like the console need no token. Callers present a token
     /// (Authorization: Bearer <token>); without configured tokens the gateway
     /// refuses to start unless --gateway-allow-anonymous is given.
     ///
@@ -50,6 +51,11 @@ pub enum Command {
     Gateway(Box<GatewayCommandArgs>),
     /// Print the gateway's OpenAPI 3.1 document (generated from schemas/).
     Openapi,
+    /// Print the AsyncAPI 3.0 document of the NATS side (generated from schemas/).
+    ///
+    /// The stock.* requests and their replies, the low-stock events and
+    /// the JetStream stream that keeps them.
+    Asyncapi,
     /// Create the database if needed and apply the migrations, then exit.
     Migrate {
         #[command(flatten)]
@@ -152,17 +158,8 @@ async fn run_client(command: Command) -> ExitCode {
     match command {
         // `run` serves both; nothing else reaches here with them.
         Command::Serve(_) | Command::Gateway(_) => ExitCode::from(2),
-        Command::Openapi => {
-            use std::io::Write;
-            let document = gateway::openapi::document_bytes();
-            match std::io::stdout().write_all(&document) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("beaker openapi: {e}");
-                    ExitCode::from(1)
-                }
-            }
-        }
+        Command::Openapi => print("openapi", &gateway::openapi::document_bytes()),
+        Command::Asyncapi => print("asyncapi", &gateway::asyncapi::document_bytes()),
         Command::Migrate { db } => client::migrate(&db).await,
         Command::Call {
             subject,
@@ -173,6 +170,20 @@ async fn run_client(command: Command) -> ExitCode {
         } => client::call(&nats, &subject, &body, &headers, timeout_ms).await,
         Command::Ledger { sku, json, db } => client::ledger(&db, &sku, json).await,
         Command::Rules(command) => rules::run(*command).await,
+    }
+}
+
+/// Writes a generated text to stdout; a closed pipe is an error, not a
+/// panic.
+fn print(command: &str, text: &[u8]) -> ExitCode {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("beaker {command}: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -190,6 +201,7 @@ mod tests {
             &["beaker", "serve"][..],
             &["beaker", "gateway"],
             &["beaker", "openapi"],
+            &["beaker", "asyncapi"],
             &["beaker", "migrate"],
             &["beaker", "call", "stock.get", "{}"],
             &["beaker", "ledger", "widget-1"],
