@@ -73,6 +73,7 @@ unit: ## The unit tests of every crate: no services needed, well under a minute 
 test: ## The whole test suite (installs what is missing first)
 	@scripts/services.sh test
 	@scripts/browser-deps.sh
+	@scripts/asyncapi-deps.sh
 	@$(MAKE) --no-print-directory build rules-js
 	cd examples/rules-js && node --test test/
 	$(NEXTEST) --no-fail-fast
