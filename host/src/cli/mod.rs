@@ -1,5 +1,5 @@
 //! The `beaker` command line: `serve`, `gateway`, `openapi`, `asyncapi`,
-//! `migrate`, `call`, `ledger`, `rules`.
+//! `migrate`, `call`, `ledger`, `rules`, `completions`.
 
 mod client;
 mod rules;
@@ -96,6 +96,20 @@ pub enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Print the shell completion script for bash, zsh or fish (elvish and
+    /// powershell too).
+    ///
+    /// Save it where the shell looks for completions:
+    ///
+    /// bash: beaker completions bash > ~/.local/share/bash-completion/completions/beaker
+    ///
+    /// zsh: beaker completions zsh > ~/.zfunc/_beaker (with ~/.zfunc in fpath, before compinit)
+    ///
+    /// fish: beaker completions fish > ~/.config/fish/completions/beaker.fish
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Runs the parsed command; errors are printed here, once, for a person.
@@ -160,6 +174,7 @@ async fn run_client(command: Command) -> ExitCode {
         Command::Serve(_) | Command::Gateway(_) => ExitCode::from(2),
         Command::Openapi => print("openapi", &gateway::openapi::document_bytes()),
         Command::Asyncapi => print("asyncapi", &gateway::asyncapi::document_bytes()),
+        Command::Completions { shell } => print("completions", &completions(shell)),
         Command::Migrate { db } => client::migrate(&db).await,
         Command::Call {
             subject,
@@ -187,6 +202,16 @@ fn print(command: &str, text: &[u8]) -> ExitCode {
     }
 }
 
+/// The completion script, generated from the same definition as the
+/// parser, so it never offers a command or option that is not there.
+/// Written to memory first: the generator panics on a failed write.
+fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "beaker", &mut script);
+    script
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +227,7 @@ mod tests {
             &["beaker", "gateway"],
             &["beaker", "openapi"],
             &["beaker", "asyncapi"],
+            &["beaker", "completions", "bash"],
             &["beaker", "migrate"],
             &["beaker", "call", "stock.get", "{}"],
             &["beaker", "ledger", "widget-1"],

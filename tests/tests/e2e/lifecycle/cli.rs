@@ -1,8 +1,9 @@
-//! The client commands (`call`, `ledger`) and the help of every command.
+//! The client commands (`call`, `ledger`), the help of every command and
+//! the shell completions.
 
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use beaker_testkit::{TestEnv, beaker_bin};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,6 +34,46 @@ async fn call_prints_the_reply_and_reports_errors_in_its_exit_status() -> Result
     let nobody = run(&["stock.nothing", "{}"])?;
     assert_eq!(nobody.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("no service is listening"));
+    Ok(())
+}
+
+#[test]
+fn completions_cover_the_commands_in_each_shell() -> Result<()> {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = Command::new(beaker_bin())
+            .args(["completions", shell])
+            .output()?;
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{shell}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let script = String::from_utf8_lossy(&output.stdout);
+        // Commands, a nested one, and an option (fish spells it `-l nats-url`).
+        for word in ["serve", "call", "asyncapi", "rules", "deploy", "nats-url"] {
+            assert!(script.contains(word), "{shell} lacks {word}:\n{script}");
+        }
+        if shell == "bash" {
+            let dir = tempfile::tempdir()?;
+            let file = dir.path().join("beaker.bash");
+            std::fs::write(&file, script.as_bytes())?;
+            let check = Command::new("bash")
+                .arg("-n")
+                .arg(&file)
+                .output()
+                .context("cannot run bash")?;
+            assert!(
+                check.status.success(),
+                "bash -n: {}",
+                String::from_utf8_lossy(&check.stderr)
+            );
+        }
+    }
+    let unknown = Command::new(beaker_bin())
+        .args(["completions", "cmd.exe"])
+        .output()?;
+    assert_eq!(unknown.status.code(), Some(2));
     Ok(())
 }
 
@@ -105,7 +146,15 @@ fn every_command_has_help_and_serve_names_its_variables() -> Result<()> {
     assert_eq!(code, Some(0), "{top}");
     let commands = subcommands(&top);
     for expected in [
-        "serve", "gateway", "openapi", "migrate", "call", "ledger", "rules",
+        "serve",
+        "gateway",
+        "openapi",
+        "asyncapi",
+        "migrate",
+        "call",
+        "ledger",
+        "rules",
+        "completions",
     ] {
         assert!(commands.iter().any(|c| c == expected), "{expected}: {top}");
     }
