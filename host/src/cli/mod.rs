@@ -68,10 +68,13 @@ pub enum Command {
     /// no reply came (no service, timeout, no NATS).
     ///
     /// Example: beaker call stock.add '{"product-sku":"widget-1","quantity":5}'
+    ///
+    /// The body from a file or a pipe: beaker call stock.add - < request.json
     Call {
         /// Subject to send to, e.g. stock.get.
         subject: String,
-        /// Request body, sent as is; `-` reads it from stdin.
+        /// Request body, sent as is (empty if omitted); `-` reads it from
+        /// stdin, and an empty stdin is refused.
         #[arg(default_value = "")]
         body: String,
         /// Header to send, as NAME:VALUE (repeatable).

@@ -1,10 +1,11 @@
 //! The client commands (`call`, `ledger`), the help of every command and
 //! the shell completions.
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 
 use anyhow::{Context, Result};
-use beaker_testkit::{TestEnv, beaker_bin};
+use beaker_testkit::{TestEnv, beaker_bin, workspace_root};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_prints_the_reply_and_reports_errors_in_its_exit_status() -> Result<()> {
@@ -34,6 +35,65 @@ async fn call_prints_the_reply_and_reports_errors_in_its_exit_status() -> Result
     let nobody = run(&["stock.nothing", "{}"])?;
     assert_eq!(nobody.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("no service is listening"));
+    Ok(())
+}
+
+/// `beaker call SUBJECT -` with `stdin` as its standard input.
+fn call_with_stdin(nats_url: &str, subject: &str, stdin: Stdio, input: &[u8]) -> Result<Output> {
+    let mut child = Command::new(beaker_bin())
+        .args(["call", subject, "-"])
+        .env("NATS_URL", nats_url)
+        .env_remove("RUST_LOG")
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut pipe) = child.stdin.take() {
+        pipe.write_all(input)?;
+    }
+    Ok(child.wait_with_output()?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_reads_the_body_from_stdin_given_a_dash() -> Result<()> {
+    let env = TestEnv::start("cli_call_stdin").await?;
+    let url = env.nats.url();
+    // As a pipe gives it: with a final newline.
+    let piped = call_with_stdin(
+        &url,
+        "stock.add",
+        Stdio::piped(),
+        b"{\"product-sku\":\"piped\",\"quantity\":3}\n",
+    )?;
+    assert_eq!(
+        piped.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&piped.stdout).trim(),
+        r#"{"ok":true,"product-sku":"piped","quantity":3}"#
+    );
+    assert_eq!(env.db.level("piped").await?, Some(3));
+
+    // An empty stdin is a mistake upstream: refused, nothing sent.
+    let empty = call_with_stdin(&url, "stock.add", Stdio::piped(), b"")?;
+    assert_eq!(empty.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&empty.stderr);
+    assert!(stderr.contains("stdin was empty"), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&empty.stdout), "");
+
+    // A stdin that cannot be read (a directory) says why.
+    let directory = std::fs::File::open(workspace_root())?;
+    let unreadable = call_with_stdin(&url, "stock.add", Stdio::from(directory), b"")?;
+    assert_eq!(unreadable.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&unreadable.stderr);
+    assert!(
+        stderr.contains("cannot read the body from stdin"),
+        "{stderr}"
+    );
+    assert_eq!(env.db.level("piped").await?, Some(3));
     Ok(())
 }
 
