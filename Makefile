@@ -21,7 +21,7 @@ export NATS_URL ?= nats://127.0.0.1:4222
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/beaker
 
 .PHONY: help build rules rules-js rules-py host run test unit lint fmt services services-down clean-data
-.PHONY: image dev profile bench deny check-deploy openapi api-fuzz test-faults soak fuzz
+.PHONY: image dev profile bench deny check-deploy openapi asyncapi api-fuzz test-faults soak fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -73,6 +73,7 @@ unit: ## The unit tests of every crate: no services needed, well under a minute 
 test: ## The whole test suite (installs what is missing first)
 	@scripts/services.sh test
 	@scripts/browser-deps.sh
+	@scripts/asyncapi-deps.sh
 	@$(MAKE) --no-print-directory build rules-js
 	cd examples/rules-js && node --test test/
 	$(NEXTEST) --no-fail-fast
@@ -116,6 +117,10 @@ fuzz: ## Fuzz request decoding and the rules boundary with cargo fuzz (FUZZ_SECO
 openapi: host ## Regenerate docs/openapi.json from schemas/ (a test fails when it is stale)
 	@$(BEAKER) openapi > docs/openapi.json.tmp && mv docs/openapi.json.tmp docs/openapi.json
 	@echo "docs/openapi.json regenerated"
+
+asyncapi: host ## Regenerate docs/asyncapi.json from schemas/ (a test fails when it is stale)
+	@$(BEAKER) asyncapi > docs/asyncapi.json.tmp && mv docs/asyncapi.json.tmp docs/asyncapi.json
+	@echo "docs/asyncapi.json regenerated"
 
 lint: ## rustfmt and clippy, warnings as errors
 	$(CARGO) fmt --all -- --check

@@ -43,15 +43,12 @@ pub(super) async fn call(
     raw_headers: &[String],
     timeout_ms: u64,
 ) -> ExitCode {
-    let payload = if body == "-" {
-        let mut buffer = Vec::new();
-        if let Err(e) = std::io::stdin().read_to_end(&mut buffer) {
-            eprintln!("beaker call: cannot read the body from stdin: {e}");
+    let payload = match request_body(body, std::io::stdin().lock()) {
+        Ok(payload) => payload,
+        Err(why) => {
+            eprintln!("beaker call: {why}");
             return ExitCode::from(2);
         }
-        buffer
-    } else {
-        body.as_bytes().to_vec()
     };
     let mut headers = HeaderMap::new();
     for raw in raw_headers {
@@ -102,5 +99,62 @@ pub(super) async fn call(
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The body to send: `body` as given, or with `-` what `stdin` holds. A
+/// `-` with nothing (or only whitespace) on stdin is a mistake, a pipe
+/// that produced nothing, so it is refused rather than sent as an empty
+/// request; an empty body is sent by omitting it.
+fn request_body(body: &str, mut stdin: impl Read) -> Result<Vec<u8>, String> {
+    if body != "-" {
+        return Ok(body.as_bytes().to_vec());
+    }
+    let mut buffer = Vec::new();
+    stdin
+        .read_to_end(&mut buffer)
+        .map_err(|e| format!("cannot read the body from stdin (`-`): {e}"))?;
+    if buffer.trim_ascii().is_empty() {
+        return Err("the body is read from stdin (`-`), but stdin was empty".into());
+    }
+    Ok(buffer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dash_reads_the_body_from_stdin_and_anything_else_is_the_body() {
+        let stdin = &b"{\"product-sku\":\"a\"}\n"[..];
+        assert_eq!(
+            request_body("-", stdin).as_deref(),
+            Ok(&b"{\"product-sku\":\"a\"}\n"[..])
+        );
+        assert_eq!(
+            request_body("{}", &b"ignored"[..]).as_deref(),
+            Ok(&b"{}"[..])
+        );
+        assert_eq!(request_body("", &b"ignored"[..]).as_deref(), Ok(&b""[..]));
+    }
+
+    #[test]
+    fn an_empty_or_unreadable_stdin_is_refused_with_the_reason() {
+        for empty in [&b""[..], b" \n\t"] {
+            let refused = request_body("-", empty).err().unwrap_or_default();
+            assert!(refused.contains("stdin was empty"), "{refused}");
+        }
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("device gone"))
+            }
+        }
+        let refused = request_body("-", Broken).err().unwrap_or_default();
+        assert!(
+            refused.contains("cannot read the body from stdin"),
+            "{refused}"
+        );
+        assert!(refused.contains("device gone"), "{refused}");
     }
 }

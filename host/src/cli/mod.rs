@@ -1,5 +1,5 @@
-//! The `beaker` command line: `serve`, `gateway`, `openapi`, `migrate`,
-//! `call`, `ledger`, `rules`.
+//! The `beaker` command line: `serve`, `gateway`, `openapi`, `asyncapi`,
+//! `migrate`, `call`, `ledger`, `rules`, `completions`.
 
 mod client;
 mod ledger;
@@ -40,11 +40,12 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run the HTTP gateway: NATS request/reply, publish and subscribe over
     /// HTTP, shaped like the Synadia Cloud HTTP Gateway, plus the operator
-    /// console (GET /) and the OpenAPI document (GET /openapi.json).
+    /// console (GET /) and the OpenAPI and AsyncAPI documents.
     ///
     /// Routes: POST /v1/nats/subjects/{subject} (request/reply),
     /// PUT /v1/nats/subjects/{subject} (publish), GET /v1/nats/subjects/{subject}
-    /// (subscribe, server-sent events). Callers present a token
+    /// (subscribe, server-sent events); GET /openapi.json and GET
+    /// /asyncapi.json, which like the console need no token. Callers present a token
     /// (Authorization: Bearer <token>); without configured tokens the gateway
     /// refuses to start unless --gateway-allow-anonymous is given.
     ///
@@ -52,6 +53,11 @@ pub enum Command {
     Gateway(Box<GatewayCommandArgs>),
     /// Print the gateway's OpenAPI 3.1 document (generated from schemas/).
     Openapi,
+    /// Print the AsyncAPI 3.0 document of the NATS side (generated from schemas/).
+    ///
+    /// The stock.* requests and their replies, the low-stock events and
+    /// the JetStream stream that keeps them.
+    Asyncapi,
     /// Create the database if needed and apply the migrations, then exit.
     Migrate {
         #[command(flatten)]
@@ -64,10 +70,13 @@ pub enum Command {
     /// no reply came (no service, timeout, no NATS).
     ///
     /// Example: beaker call stock.add '{"product-sku":"widget-1","quantity":5}'
+    ///
+    /// The body from a file or a pipe: beaker call stock.add - < request.json
     Call {
         /// Subject to send to, e.g. stock.get.
         subject: String,
-        /// Request body, sent as is; `-` reads it from stdin.
+        /// Request body, sent as is (empty if omitted); `-` reads it from
+        /// stdin, and an empty stdin is refused.
         #[arg(default_value = "")]
         body: String,
         /// Header to send, as NAME:VALUE (repeatable).
@@ -101,6 +110,20 @@ pub enum Command {
         database_url: Option<String>,
         #[command(flatten)]
         nats: Box<NatsArgs>,
+    },
+    /// Print the shell completion script for bash, zsh or fish (elvish and
+    /// powershell too).
+    ///
+    /// Save it where the shell looks for completions:
+    ///
+    /// bash: beaker completions bash > ~/.local/share/bash-completion/completions/beaker
+    ///
+    /// zsh: beaker completions zsh > ~/.zfunc/_beaker (with ~/.zfunc in fpath, before compinit)
+    ///
+    /// fish: beaker completions fish > ~/.config/fish/completions/beaker.fish
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -164,17 +187,9 @@ async fn run_client(command: Command) -> ExitCode {
     match command {
         // `run` serves both; nothing else reaches here with them.
         Command::Serve(_) | Command::Gateway(_) => ExitCode::from(2),
-        Command::Openapi => {
-            use std::io::Write;
-            let document = gateway::openapi::document_bytes();
-            match std::io::stdout().write_all(&document) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("beaker openapi: {e}");
-                    ExitCode::from(1)
-                }
-            }
-        }
+        Command::Openapi => print("openapi", &gateway::openapi::document_bytes()),
+        Command::Asyncapi => print("asyncapi", &gateway::asyncapi::document_bytes()),
+        Command::Completions { shell } => print("completions", &completions(shell)),
         Command::Migrate { db } => client::migrate(&db).await,
         Command::Call {
             subject,
@@ -199,6 +214,30 @@ async fn run_client(command: Command) -> ExitCode {
     }
 }
 
+/// Writes a generated text to stdout; a closed pipe is an error, not a
+/// panic.
+fn print(command: &str, text: &[u8]) -> ExitCode {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("beaker {command}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The completion script, generated from the same definition as the
+/// parser, so it never offers a command or option that is not there.
+/// Written to memory first: the generator panics on a failed write.
+fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "beaker", &mut script);
+    script
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +252,8 @@ mod tests {
             &["beaker", "serve"][..],
             &["beaker", "gateway"],
             &["beaker", "openapi"],
+            &["beaker", "asyncapi"],
+            &["beaker", "completions", "bash"],
             &["beaker", "migrate"],
             &["beaker", "call", "stock.get", "{}"],
             &["beaker", "ledger", "widget-1"],

@@ -265,13 +265,24 @@ pub(super) async fn publish(
     }
 }
 
+/// `GET /openapi.json`: like the console, public (the routes it
+/// describes are not).
 pub(super) async fn openapi_document(State(gw): State<AppState>) -> Response {
+    json_document(gw.openapi.clone())
+}
+
+/// `GET /asyncapi.json`: public, as `/openapi.json` is.
+pub(super) async fn asyncapi_document(State(gw): State<AppState>) -> Response {
+    json_document(gw.asyncapi.clone())
+}
+
+fn json_document(document: Bytes) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        gw.openapi.clone(),
+        document,
     )
         .into_response()
 }

@@ -7,13 +7,15 @@
 //! | `POST /v1/nats/subjects/{subject}` | request/reply; the reply body raw, or the JSON envelope with `Accept: application/json` |
 //! | `PUT /v1/nats/subjects/{subject}` | publish |
 //! | `GET /v1/nats/subjects/{subject}` | subscribe: server-sent events, one `msg` event per message |
-//! | `GET /openapi.json` | the OpenAPI 3.1 document |
+//! | `GET /openapi.json` | the OpenAPI 3.1 document of these routes |
+//! | `GET /asyncapi.json` | the AsyncAPI 3.0 document of the NATS service behind them |
 //! | `GET /` | the operator console |
 //! | `GET /healthz` | whether the gateway's NATS connection is up |
 //!
 //! The gateway only forwards: it never touches the database, so an HTTP
 //! caller gets exactly the answer a NATS client gets.
 
+pub mod asyncapi;
 pub mod auth;
 mod console;
 mod failure;
@@ -176,6 +178,7 @@ impl Gateway {
             config: self.config,
             stop: stop.clone(),
             openapi: openapi::document_bytes(),
+            asyncapi: asyncapi::document_bytes(),
         });
         let app = router(shared);
         let mut signal = stop.clone();
@@ -212,6 +215,7 @@ struct Shared {
     /// Turns true when the gateway stops: event streams end with it.
     stop: watch::Receiver<bool>,
     openapi: Bytes,
+    asyncapi: Bytes,
 }
 
 type AppState = Arc<Shared>;
@@ -233,6 +237,7 @@ fn router(shared: AppState) -> Router {
         .route("/console.js", get(console::script))
         .route("/console.css", get(console::style))
         .route("/openapi.json", get(handlers::openapi_document))
+        .route("/asyncapi.json", get(handlers::asyncapi_document))
         .route("/healthz", get(handlers::health))
         .merge(messaging)
         .fallback(failure::not_found)

@@ -4,6 +4,7 @@
 //! still runs every test in its own process.
 
 mod api_fuzz;
+mod asyncapi;
 mod bad_input;
 mod concurrency;
 mod console;

@@ -3,13 +3,13 @@
 //! instance reports the result (or refuses it), showing progress.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use async_nats::Client;
 
+use super::progress::Progress;
 use super::{FAILED, RemoteArgs, TIMED_OUT, UNREACHABLE, connect, fail, load_locally};
 use crate::config::SandboxArgs;
 use crate::rules::Digest;
@@ -44,23 +44,18 @@ fn report(info: &InstanceInfo, digest: &Digest, shadow: bool) -> Report {
 }
 
 /// Waits until every instance found has taken `digest` (or refused it),
-/// showing progress; prints each instance's result.
+/// showing progress (see [`Progress`]); prints each instance's result.
 async fn wait_for(client: &Client, remote: &RemoteArgs, digest: &Digest, shadow: bool) -> ExitCode {
     let short = digest.short();
     let what = if shadow { "shadow" } else { "active" };
     let deadline = Instant::now() + remote.wait;
-    let tty = std::io::stderr().is_terminal();
-    let spinner = ['|', '/', '-', '\\'];
-    let mut tick = 0usize;
-    let mut last_line = String::new();
+    let mut progress = Progress::on_stderr("looking for the running instances");
     loop {
         let instances = discover(client, SERVICE_NAME, remote.discovery_window)
             .await
             .unwrap_or_default();
         if instances.is_empty() {
-            if tty {
-                eprintln!();
-            }
+            progress.finish();
             return fail(
                 UNREACHABLE,
                 format!(
@@ -79,23 +74,12 @@ async fn wait_for(client: &Client, remote: &RemoteArgs, digest: &Digest, shadow:
             .filter(|r| matches!(r, Report::Refused(_)))
             .count();
         let waiting = reports.len() - done - refused;
-        let line = format!(
-            "{} waiting for {} instance(s) to make {short} {what}: {done} done, {refused} refused",
-            spinner[tick % spinner.len()],
+        progress.set(format!(
+            "waiting for {} instance(s) to make {short} {what}: {done} done, {refused} refused",
             reports.len()
-        );
-        tick += 1;
-        if tty {
-            eprint!("\r{line}");
-            let _ = std::io::stderr().flush();
-        } else if line[1..] != last_line.get(1..).unwrap_or("")[..] {
-            eprintln!("{line}");
-        }
-        last_line = line;
+        ));
         if waiting == 0 || Instant::now() > deadline {
-            if tty {
-                eprintln!();
-            }
+            progress.finish();
             for (id, result) in &reports {
                 let text = match result {
                     Report::Done => format!("{what}: {short}"),

@@ -5,6 +5,7 @@
 
 mod check;
 mod deploy;
+mod progress;
 mod status;
 
 use std::path::{Path, PathBuf};

@@ -19,8 +19,8 @@ mod schemas;
 use crate::contract::schema::embedded;
 use crate::contract::wire::Endpoint;
 use paths::{
-    console_operation, events_operation, gateway_response, health_operation, info_operation,
-    openapi_operation, publish_operation, stock_operation,
+    asyncapi_operation, console_operation, events_operation, gateway_response, health_operation,
+    info_operation, openapi_operation, publish_operation, stock_operation,
 };
 use schemas::{
     gateway_error_schema, low_stock_message_schema, nats_message_schema, service_info_schema,
@@ -119,6 +119,7 @@ pub fn document() -> Value {
         json!({ "put": publish_operation() }),
     );
     paths.insert("/openapi.json".into(), openapi_operation());
+    paths.insert("/asyncapi.json".into(), asyncapi_operation());
     paths.insert("/healthz".into(), health_operation());
     paths.insert("/".into(), console_operation());
 

@@ -251,6 +251,24 @@ pub(super) fn openapi_operation() -> Value {
     })
 }
 
+pub(super) fn asyncapi_operation() -> Value {
+    json!({
+        "get": {
+            "operationId": "asyncapi",
+            "tags": ["gateway"],
+            "summary": "The AsyncAPI 3.0 document of the NATS side",
+            "description": "The `stock.*` request/reply endpoints and the low-stock events with their JetStream stream, as NATS clients see them.",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "The AsyncAPI 3.0 document.",
+                    "content": { "application/json": { "schema": { "type": "object" } } }
+                }
+            }
+        }
+    })
+}
+
 pub(super) fn health_operation() -> Value {
     json!({
         "get": {

@@ -1,9 +1,11 @@
-//! The client commands (`call`, `ledger`) and the help of every command.
+//! The client commands (`call`, `ledger`), the help of every command and
+//! the shell completions.
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 
-use anyhow::Result;
-use beaker_testkit::{TestEnv, beaker_bin};
+use anyhow::{Context, Result};
+use beaker_testkit::{TestEnv, beaker_bin, workspace_root};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_prints_the_reply_and_reports_errors_in_its_exit_status() -> Result<()> {
@@ -33,6 +35,105 @@ async fn call_prints_the_reply_and_reports_errors_in_its_exit_status() -> Result
     let nobody = run(&["stock.nothing", "{}"])?;
     assert_eq!(nobody.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("no service is listening"));
+    Ok(())
+}
+
+/// `beaker call SUBJECT -` with `stdin` as its standard input.
+fn call_with_stdin(nats_url: &str, subject: &str, stdin: Stdio, input: &[u8]) -> Result<Output> {
+    let mut child = Command::new(beaker_bin())
+        .args(["call", subject, "-"])
+        .env("NATS_URL", nats_url)
+        .env_remove("RUST_LOG")
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut pipe) = child.stdin.take() {
+        pipe.write_all(input)?;
+    }
+    Ok(child.wait_with_output()?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_reads_the_body_from_stdin_given_a_dash() -> Result<()> {
+    let env = TestEnv::start("cli_call_stdin").await?;
+    let url = env.nats.url();
+    // As a pipe gives it: with a final newline.
+    let piped = call_with_stdin(
+        &url,
+        "stock.add",
+        Stdio::piped(),
+        b"{\"product-sku\":\"piped\",\"quantity\":3}\n",
+    )?;
+    assert_eq!(
+        piped.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&piped.stdout).trim(),
+        r#"{"ok":true,"product-sku":"piped","quantity":3}"#
+    );
+    assert_eq!(env.db.level("piped").await?, Some(3));
+
+    // An empty stdin is a mistake upstream: refused, nothing sent.
+    let empty = call_with_stdin(&url, "stock.add", Stdio::piped(), b"")?;
+    assert_eq!(empty.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&empty.stderr);
+    assert!(stderr.contains("stdin was empty"), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&empty.stdout), "");
+
+    // A stdin that cannot be read (a directory) says why.
+    let directory = std::fs::File::open(workspace_root())?;
+    let unreadable = call_with_stdin(&url, "stock.add", Stdio::from(directory), b"")?;
+    assert_eq!(unreadable.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&unreadable.stderr);
+    assert!(
+        stderr.contains("cannot read the body from stdin"),
+        "{stderr}"
+    );
+    assert_eq!(env.db.level("piped").await?, Some(3));
+    Ok(())
+}
+
+#[test]
+fn completions_cover_the_commands_in_each_shell() -> Result<()> {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = Command::new(beaker_bin())
+            .args(["completions", shell])
+            .output()?;
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{shell}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let script = String::from_utf8_lossy(&output.stdout);
+        // Commands, a nested one, and an option (fish spells it `-l nats-url`).
+        for word in ["serve", "call", "asyncapi", "rules", "deploy", "nats-url"] {
+            assert!(script.contains(word), "{shell} lacks {word}:\n{script}");
+        }
+        if shell == "bash" {
+            let dir = tempfile::tempdir()?;
+            let file = dir.path().join("beaker.bash");
+            std::fs::write(&file, script.as_bytes())?;
+            let check = Command::new("bash")
+                .arg("-n")
+                .arg(&file)
+                .output()
+                .context("cannot run bash")?;
+            assert!(
+                check.status.success(),
+                "bash -n: {}",
+                String::from_utf8_lossy(&check.stderr)
+            );
+        }
+    }
+    let unknown = Command::new(beaker_bin())
+        .args(["completions", "cmd.exe"])
+        .output()?;
+    assert_eq!(unknown.status.code(), Some(2));
     Ok(())
 }
 
@@ -105,7 +206,15 @@ fn every_command_has_help_and_serve_names_its_variables() -> Result<()> {
     assert_eq!(code, Some(0), "{top}");
     let commands = subcommands(&top);
     for expected in [
-        "serve", "gateway", "openapi", "migrate", "call", "ledger", "rules",
+        "serve",
+        "gateway",
+        "openapi",
+        "asyncapi",
+        "migrate",
+        "call",
+        "ledger",
+        "rules",
+        "completions",
     ] {
         assert!(commands.iter().any(|c| c == expected), "{expected}: {top}");
     }

@@ -25,6 +25,14 @@ async fn one_deploy_reaches_every_instance_and_rollback_undoes_it() -> Result<()
         "{stdout}\n{}",
         String::from_utf8_lossy(&deployed.stderr)
     );
+    // Off a terminal the progress is plain lines, the last one the
+    // outcome: no spinner, no control characters.
+    let progress = String::from_utf8_lossy(&deployed.stderr);
+    assert!(progress.contains(": 2 done, 0 refused\n"), "{progress}");
+    assert!(
+        !progress.chars().any(|c| c.is_control() && c != '\n'),
+        "{progress:?}"
+    );
     let digest = sha256_file(&threshold)?;
     let reports = wait_for_rules(&env.client, 2, "the deploy", |r| r.digest == *digest).await?;
     for (id, _) in &reports {
