@@ -9,6 +9,9 @@ use futures::StreamExt;
 
 use super::{ANSWER_TIMEOUT, Op, Outcome, Planned, Record, attempt};
 
+/// How long one seeding add may take.
+const SEED_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Stocks each product with `initial` units through `stock.add`, one
 /// request at a time, recorded like the rest.
 pub async fn stock_up(
@@ -19,7 +22,11 @@ pub async fn stock_up(
     let mut records = Vec::new();
     for sku in skus {
         let planned = Planned::new(Op::Add, sku, initial, None);
-        let outcome = attempt(client, &planned, ANSWER_TIMEOUT).await;
+        // Not what a scenario measures: the stock must be there before the
+        // load, however slowly the database commits (a COMMIT took 5 s on a
+        // machine busy writing to its disk), so the seed waits longer than
+        // a request of the load.
+        let outcome = attempt(client, &planned, SEED_TIMEOUT).await;
         if !matches!(outcome, Outcome::Ok { .. }) {
             bail!("seeding {sku} failed: {outcome:?}");
         }

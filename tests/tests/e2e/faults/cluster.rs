@@ -128,7 +128,9 @@ async fn cluster_load(
     fault: impl AsyncFnOnce(&mut ClusterRig) -> Result<Duration>,
 ) -> Result<(Books, Measured)> {
     let client = rig.cluster.client().await?;
-    let mut records: Vec<Record> = stock_up(&client, &SKUS, INITIAL).await?;
+    let mut records: Vec<Record> = stock_up(&client, &SKUS, INITIAL)
+        .await
+        .context("stocking up before the load")?;
     let hold_at = shape.fault_at + (shape.requests - shape.fault_at) / 2;
     let load = Load::start(
         &rig.urls(),
@@ -136,20 +138,25 @@ async fn cluster_load(
         shape.clients,
         Some(hold_at),
     )
-    .await?;
+    .await
+    .context("starting the load")?;
     load.wait_for("the moment of the fault", RECOVERY, |t| {
         t.done >= shape.fault_at
     })
     .await?;
     let struck = Instant::now();
-    let drain = fault(rig).await?;
+    let drain = fault(rig).await.context("the fault and the recovery")?;
     let recovered = Instant::now();
     load.release();
     let gap = load.longest_gap(struck, recovered);
-    records.extend(load.finish().await?);
-    retry_keyed(&client, &mut records, 3).await?;
+    records.extend(load.finish().await.context("finishing the load")?);
+    retry_keyed(&client, &mut records, 3)
+        .await
+        .context("retrying the keyed requests")?;
     rig.cluster.wait_healthy(RECOVERY).await?;
-    let books = Books::check(title, &rig.db.pool, &client, EVENTS_STREAM, &records).await?;
+    let books = Books::check(title, &rig.db.pool, &client, EVENTS_STREAM, &records)
+        .await
+        .context("reading the books (ledger, outbox, stream)")?;
     if let Err(unclean) = books.assert_clean(&rig.name, &records) {
         // What each server holds, beside the books: a read through the
         // cluster shows only the leader's copy of the stream.
