@@ -13,7 +13,7 @@ use super::progress::Progress;
 use super::{FAILED, RemoteArgs, TIMED_OUT, UNREACHABLE, connect, fail, load_locally};
 use crate::config::SandboxArgs;
 use crate::rules::Digest;
-use crate::rules::bucket::{ACTIVE, Deployment, Pointer, SHADOW};
+use crate::rules::bucket::{ACTIVE, ChangeError, Deployment, Pointer, RolledBack, SHADOW};
 use crate::service::micro::{InstanceInfo, discover};
 use crate::startup::SERVICE_NAME;
 
@@ -158,37 +158,16 @@ pub(super) async fn rollback(remote: &RemoteArgs) -> ExitCode {
         Ok(connected) => connected,
         Err(code) => return code,
     };
-    let current = match store.read_json::<Deployment>(ACTIVE).await {
-        Ok(Some(current)) => current,
-        Ok(None) => {
-            return fail(
-                FAILED,
-                "nothing was deployed through the bucket: nothing to roll back",
+    match store.roll_back().await {
+        Ok(RolledBack { from, to }) => {
+            eprintln!(
+                "rolled back from {} {} to {} {}",
+                from.name, from.version, to.name, to.version
             );
+            wait_for(&client, remote, &to.digest, false).await
         }
-        Err(e) => return fail(UNREACHABLE, e),
-    };
-    let mut history = current.history.into_iter();
-    let Some(mut previous) = history.next() else {
-        return fail(
-            FAILED,
-            "only one deployment so far: nothing to roll back to",
-        );
-    };
-    let digest = previous.digest.clone();
-    eprintln!(
-        "rolling back from {} {} to {} {}",
-        current.current.name, current.current.version, previous.name, previous.version
-    );
-    previous.deployed_at = chrono::Utc::now();
-    let rolled_back = Deployment {
-        current: previous,
-        history: history.collect(),
-    };
-    if let Err(e) = store.write_json(ACTIVE, &rolled_back).await {
-        return fail(UNREACHABLE, e);
+        Err(e) => change_failed(e),
     }
-    wait_for(&client, remote, &digest, false).await
 }
 
 pub(super) async fn promote(remote: &RemoteArgs) -> ExitCode {
@@ -196,31 +175,23 @@ pub(super) async fn promote(remote: &RemoteArgs) -> ExitCode {
         Ok(connected) => connected,
         Err(code) => return code,
     };
-    let shadow = match store.read_json::<Pointer>(SHADOW).await {
-        Ok(Some(shadow)) => shadow,
-        Ok(None) => return fail(FAILED, "there are no shadow rules to promote"),
-        Err(e) => return fail(UNREACHABLE, e),
-    };
-    let previous = match store.read_json::<Deployment>(ACTIVE).await {
-        Ok(previous) => previous,
-        Err(e) => return fail(UNREACHABLE, e),
-    };
-    let digest = shadow.digest.clone();
-    let next = Pointer {
-        deployed_at: chrono::Utc::now(),
-        ..shadow
-    };
-    if let Err(e) = store
-        .write_json(ACTIVE, &Deployment::succeed(previous, next))
-        .await
-    {
-        return fail(UNREACHABLE, e);
+    match store.promote_shadow().await {
+        Ok(active) => {
+            eprintln!("promoted the shadow rules {}", active.digest.short());
+            wait_for(&client, remote, &active.digest, false).await
+        }
+        Err(e) => change_failed(e),
     }
-    if let Err(e) = store.delete(SHADOW).await {
-        return fail(UNREACHABLE, e);
-    }
-    eprintln!("promoted the shadow rules {}", digest.short());
-    wait_for(&client, remote, &digest, false).await
+}
+
+/// A refused change fails (1); an unreachable bucket is unreachable (3).
+fn change_failed(error: ChangeError) -> ExitCode {
+    let code = if error.is_refusal() {
+        FAILED
+    } else {
+        UNREACHABLE
+    };
+    fail(code, error)
 }
 
 pub(super) async fn drop_shadow(remote: &RemoteArgs) -> ExitCode {

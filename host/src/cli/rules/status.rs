@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use super::{RemoteArgs, UNREACHABLE, connect, fail};
-use crate::rules::bucket::{ACTIVE, Deployment, Pointer, SHADOW};
+use crate::rules::bucket::Deployments;
 use crate::service::micro::discover;
 use crate::startup::SERVICE_NAME;
 
@@ -15,8 +15,7 @@ pub(super) async fn status(remote: &RemoteArgs, json: bool) -> ExitCode {
         Ok(connected) => connected,
         Err(code) => return code,
     };
-    let active = store.read_json::<Deployment>(ACTIVE).await.ok().flatten();
-    let shadow = store.read_json::<Pointer>(SHADOW).await.ok().flatten();
+    let Deployments { active, shadow } = store.deployments().await.unwrap_or_default();
     let instances = discover(&client, SERVICE_NAME, remote.discovery_window)
         .await
         .unwrap_or_default();

@@ -14,9 +14,11 @@
 //! any NATS client can read them, and read back without consumers
 //! ([`objects`]).
 
+mod changes;
 mod follow;
 mod objects;
 
+pub use changes::{ChangeError, Deployments, RolledBack};
 pub use follow::{follow, sync_once};
 
 use async_nats::jetstream::Context;
@@ -118,6 +120,48 @@ impl Bucket {
                 .await
                 .map_err(|e| opened(e.to_string()))?,
         };
+        Self::with_store(js, bucket, store, Some(replicas)).await
+    }
+
+    /// Opens the bucket if it exists, without creating it: for readers
+    /// (the gateway) that must not leave a bucket behind by looking.
+    pub async fn find(js: &Context, bucket: &str) -> Result<Option<Bucket>, BucketError> {
+        use async_nats::jetstream::ErrorCode;
+        use async_nats::jetstream::context::GetStreamErrorKind;
+        let opened = |reason: String| BucketError::Open {
+            bucket: bucket.to_string(),
+            reason,
+        };
+        match js.get_stream(format!("OBJ_{bucket}")).await {
+            Ok(_) => {}
+            Err(e) => {
+                return match e.kind() {
+                    GetStreamErrorKind::JetStream(j)
+                        if j.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                    {
+                        Ok(None)
+                    }
+                    _ => Err(opened(e.to_string())),
+                };
+            }
+        }
+        let store = js
+            .get_object_store(bucket)
+            .await
+            .map_err(|e| opened(e.to_string()))?;
+        Self::with_store(js, bucket, store, None).await.map(Some)
+    }
+
+    async fn with_store(
+        js: &Context,
+        bucket: &str,
+        store: ObjectStore,
+        replicas: Option<usize>,
+    ) -> Result<Bucket, BucketError> {
+        let opened = |reason: String| BucketError::Open {
+            bucket: bucket.to_string(),
+            reason,
+        };
         // The bucket is a stream of its own, `OBJ_<bucket>`.
         let mut stream = js
             .get_stream(format!("OBJ_{bucket}"))
@@ -129,7 +173,9 @@ impl Bucket {
             .map_err(|e| opened(e.to_string()))?
             .config
             .clone();
-        if config.num_replicas.max(1) != replicas {
+        if let Some(replicas) = replicas
+            && config.num_replicas.max(1) != replicas
+        {
             tracing::warn!(
                 bucket,
                 replicas = config.num_replicas.max(1),
