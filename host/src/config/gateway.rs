@@ -19,6 +19,15 @@ pub struct GatewayCommandArgs {
     pub nats: NatsArgs,
     #[command(flatten)]
     pub gateway: GatewayArgs,
+    /// The rules bucket the console reads and operators change (`beaker
+    /// serve --gateway` takes it from its own --rules-bucket).
+    #[arg(
+        long = "rules-bucket",
+        env = "BEAKER_RULES_BUCKET",
+        default_value = "beaker-rules",
+        help_heading = "Gateway"
+    )]
+    pub rules_bucket: String,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
 }
@@ -50,6 +59,23 @@ pub struct GatewayArgs {
         value_name = "FILE"
     )]
     pub tokens_file: Option<PathBuf>,
+    /// Operator tokens, comma-separated: accepted everywhere a token is, and
+    /// the only ones that may promote or roll back the rules
+    /// (POST /v1/rules/promote, /v1/rules/rollback; the console's buttons).
+    #[arg(
+        long = "gateway-operator-tokens",
+        env = "BEAKER_GATEWAY_OPERATOR_TOKENS",
+        hide_env_values = true,
+        value_name = "TOKENS"
+    )]
+    pub operator_tokens: Option<String>,
+    /// File with one operator token per line (as --gateway-tokens-file).
+    #[arg(
+        long = "gateway-operator-tokens-file",
+        env = "BEAKER_GATEWAY_OPERATOR_TOKENS_FILE",
+        value_name = "FILE"
+    )]
+    pub operator_tokens_file: Option<PathBuf>,
     /// Serve callers without a token. Only when no tokens are configured;
     /// without tokens and without this flag the gateway refuses to start.
     #[arg(
@@ -104,6 +130,25 @@ pub struct GatewayArgs {
         value_parser = clap::value_parser!(u64).range(100..)
     )]
     pub heartbeat_ms: u64,
+    /// How long GET /v1/instances waits for every instance's discovery
+    /// answer, in milliseconds.
+    #[arg(
+        long = "gateway-discovery-window-ms",
+        env = "BEAKER_GATEWAY_DISCOVERY_WINDOW_MS",
+        default_value_t = 500,
+        value_parser = clap::value_parser!(u64).range(10..=10_000)
+    )]
+    pub discovery_window_ms: u64,
+}
+
+impl GatewayArgs {
+    /// The gateway's configuration, with the rules bucket it reads and
+    /// changes (empty: none).
+    pub fn config(&self, rules_bucket: &str) -> Result<GatewayConfig, GatewayError> {
+        let mut config = GatewayConfig::try_from(self)?;
+        config.rules_bucket = Some(rules_bucket.trim().to_string()).filter(|b| !b.is_empty());
+        Ok(config)
+    }
 }
 
 impl TryFrom<&GatewayArgs> for GatewayConfig {
@@ -114,6 +159,10 @@ impl TryFrom<&GatewayArgs> for GatewayConfig {
     /// longest allowed is cut to it.
     fn try_from(args: &GatewayArgs) -> Result<Self, GatewayError> {
         let tokens = Tokens::load(args.tokens.as_deref(), args.tokens_file.as_deref())?;
+        let operator_tokens = Tokens::load(
+            args.operator_tokens.as_deref(),
+            args.operator_tokens_file.as_deref(),
+        )?;
         let list = |setting: &'static str, text: &str| {
             AllowList::parse(text).map_err(|(entry, reason)| GatewayError::Pattern {
                 setting,
@@ -125,6 +174,7 @@ impl TryFrom<&GatewayArgs> for GatewayConfig {
         let config = GatewayConfig {
             addr: args.addr.clone(),
             tokens,
+            operator_tokens,
             allow_anonymous: args.allow_anonymous,
             allow_publish: list("BEAKER_GATEWAY_ALLOW_PUBLISH", &args.allow_publish)?,
             allow_subscribe: list("BEAKER_GATEWAY_ALLOW_SUBSCRIBE", &args.allow_subscribe)?,
@@ -132,6 +182,9 @@ impl TryFrom<&GatewayArgs> for GatewayConfig {
             default_timeout: Duration::from_millis(args.timeout_ms).min(max_timeout),
             max_timeout,
             heartbeat: Duration::from_millis(args.heartbeat_ms),
+            service: crate::startup::SERVICE_NAME.to_string(),
+            discovery_window: Duration::from_millis(args.discovery_window_ms),
+            rules_bucket: None,
         };
         config.check_access()?;
         Ok(config)

@@ -21,7 +21,7 @@ pub use self::gateway::{GatewayArgs, GatewayCommandArgs};
 pub use self::nats::{DEFAULT_NATS_URL, NatsArgs};
 pub use self::rules::{BucketReplicasArgs, DEFAULT_RULES_PATH, RulesArgs, SandboxArgs};
 pub use self::service::{GroupCommitArgs, ServiceArgs, ShutdownArgs};
-use crate::gateway::{GatewayConfig, GatewayError};
+use crate::gateway::GatewayError;
 use crate::observe::telemetry::LogFormat;
 use crate::service::AdmissionSettings;
 use crate::startup::{EventsSettings, GatewaySettings, ServeSettings, ServiceSettings};
@@ -153,7 +153,7 @@ impl TryFrom<&ServeArgs> for ServeSettings {
             metrics_addr: Some(service.metrics_addr.trim().to_string()).filter(|a| !a.is_empty()),
             events,
             gateway: match args.gateway_enabled {
-                true => Some(GatewayConfig::try_from(&args.gateway)?),
+                true => Some(args.gateway.config(&args.rules.bucket)?),
                 false => None,
             },
             shutdown_timeout: service.shutdown.timeout(),
@@ -167,7 +167,7 @@ impl TryFrom<&GatewayCommandArgs> for GatewaySettings {
     fn try_from(args: &GatewayCommandArgs) -> Result<Self, ConfigError> {
         Ok(GatewaySettings {
             nats: (&args.nats).into(),
-            gateway: GatewayConfig::try_from(&args.gateway)?,
+            gateway: args.gateway.config(&args.rules_bucket)?,
             shutdown_timeout: args.shutdown.timeout(),
         })
     }

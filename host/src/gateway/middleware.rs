@@ -39,20 +39,48 @@ pub(super) async fn access_log(request: Request, next: Next) -> Response {
     response
 }
 
+/// Who a request comes from, as its token says; the handlers that change
+/// the rules bucket read it from the request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Caller {
+    /// No token, on a gateway that serves anyone.
+    Anonymous,
+    /// An ordinary token.
+    Client,
+    /// An operator token.
+    Operator,
+}
+
 /// Lets a request through when it carries a configured token (or when the
-/// gateway is anonymous); otherwise answers 401 and forwards nothing.
+/// gateway is anonymous), marked with who the caller is; otherwise
+/// answers 401 and forwards nothing.
 pub(super) async fn authorize(
     State(gw): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, Failure> {
     if gw.config.allow_anonymous {
+        request.extensions_mut().insert(Caller::Anonymous);
         return Ok(next.run(request).await);
     }
     let token = presented_token(&request);
-    match token {
-        Some(token) if gw.config.tokens.accepts(&token) => Ok(next.run(request).await),
-        Some(_) => Err(Failure::new(
+    // Both lists are always compared, so the time taken does not say
+    // which kind of token was presented.
+    let caller = token.as_deref().map(|token| {
+        let operator = gw.config.operator_tokens.accepts(token);
+        let client = gw.config.tokens.accepts(token);
+        match (operator, client) {
+            (true, _) => Some(Caller::Operator),
+            (false, true) => Some(Caller::Client),
+            (false, false) => None,
+        }
+    });
+    match caller {
+        Some(Some(caller)) => {
+            request.extensions_mut().insert(caller);
+            Ok(next.run(request).await)
+        }
+        Some(None) => Err(Failure::new(
             StatusCode::UNAUTHORIZED,
             "the token is not valid for this gateway",
         )),

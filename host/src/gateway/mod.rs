@@ -9,11 +9,15 @@
 //! | `GET /v1/nats/subjects/{subject}` | subscribe: server-sent events, one `msg` event per message |
 //! | `GET /openapi.json` | the OpenAPI 3.1 document of these routes |
 //! | `GET /asyncapi.json` | the AsyncAPI 3.0 document of the NATS service behind them |
+//! | `GET /v1/instances` | every running instance's `$SRV.STATS` reply ([`operations`]) |
+//! | `GET /v1/rules` | the rules bucket's deployments |
+//! | `POST /v1/rules/promote`, `/v1/rules/rollback` | change them; operator tokens only |
 //! | `GET /` | the operator console |
 //! | `GET /healthz` | whether the gateway's NATS connection is up |
 //!
 //! The gateway only forwards: it never touches the database, so an HTTP
-//! caller gets exactly the answer a NATS client gets.
+//! caller gets exactly the answer a NATS client gets. The operator routes
+//! read discovery and the rules bucket, over NATS too.
 
 pub mod asyncapi;
 pub mod auth;
@@ -23,6 +27,7 @@ mod handlers;
 mod headers;
 mod middleware;
 pub mod openapi;
+mod operations;
 mod sse;
 pub mod subject;
 
@@ -32,7 +37,7 @@ use std::time::Duration;
 
 use async_nats::Client;
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -59,6 +64,9 @@ pub struct GatewayConfig {
     /// Address to listen on; port 0 picks a free one (logged at start).
     pub addr: String,
     pub tokens: Tokens,
+    /// Tokens that may also change what the rules bucket names (promote,
+    /// rollback); they are accepted everywhere an ordinary token is.
+    pub operator_tokens: Tokens,
     /// Serve callers without a token when no tokens are configured.
     pub allow_anonymous: bool,
     /// Subjects callers may request on or publish to.
@@ -70,12 +78,21 @@ pub struct GatewayConfig {
     pub max_timeout: Duration,
     /// Default interval of the keep-alive comments on event streams.
     pub heartbeat: Duration,
+    /// The NATS micro service whose instances `/v1/instances` lists.
+    pub service: String,
+    /// How long `/v1/instances` gathers discovery answers: how many
+    /// instances run is unknown, so only a bounded wait can end it.
+    pub discovery_window: Duration,
+    /// The rules bucket `/v1/rules` reads and operators change; `None`
+    /// when rules are not deployed through a bucket.
+    pub rules_bucket: Option<String>,
 }
 
 impl GatewayConfig {
     /// A gateway needs tokens, or an explicit choice to serve anyone.
     pub fn check_access(&self) -> Result<(), GatewayError> {
-        match (self.tokens.is_empty(), self.allow_anonymous) {
+        let no_tokens = self.tokens.is_empty() && self.operator_tokens.is_empty();
+        match (no_tokens, self.allow_anonymous) {
             (true, false) => Err(GatewayError::NoTokens),
             (false, true) => Err(GatewayError::AnonymousWithTokens),
             _ => Ok(()),
@@ -89,9 +106,10 @@ pub enum GatewayError {
     #[error(transparent)]
     Tokens(#[from] auth::TokenError),
     #[error(
-        "no gateway tokens are configured: set BEAKER_GATEWAY_TOKENS or \
-         BEAKER_GATEWAY_TOKENS_FILE, or pass --gateway-allow-anonymous to \
-         serve callers without a token"
+        "no gateway tokens are configured: set BEAKER_GATEWAY_TOKENS, \
+         BEAKER_GATEWAY_TOKENS_FILE or their BEAKER_GATEWAY_OPERATOR_TOKENS \
+         counterparts, or pass --gateway-allow-anonymous to serve callers \
+         without a token"
     )]
     NoTokens,
     #[error(
@@ -146,6 +164,7 @@ impl Gateway {
         tracing::info!(
             addr = %addr,
             tokens = config.tokens.len(),
+            operator_tokens = config.operator_tokens.len(),
             allow_publish = %config.allow_publish,
             allow_subscribe = %config.allow_subscribe,
             max_body_bytes = config.max_body_bytes,
@@ -228,6 +247,10 @@ fn router(shared: AppState) -> Router {
                 .post(handlers::request)
                 .put(handlers::publish),
         )
+        .route("/v1/instances", get(operations::instances))
+        .route("/v1/rules", get(operations::rules))
+        .route("/v1/rules/promote", post(operations::promote))
+        .route("/v1/rules/rollback", post(operations::rollback))
         .route_layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             middleware::authorize,

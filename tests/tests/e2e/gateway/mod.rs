@@ -8,6 +8,7 @@ mod auth;
 mod forwarding;
 mod headers;
 mod limits;
+pub mod operator;
 mod sse;
 
 use std::time::Duration;
