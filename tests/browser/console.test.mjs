@@ -1,80 +1,77 @@
 // Drives the operator console in headless Chromium as an operator would:
-// open it with a token, see the rules version, look up a product, add and
-// remove stock, see the low-stock event arrive, see a refusal explained.
+// open it with an ordinary token, see the instances, the rules bucket
+// (read only), look up a product, add and remove stock, see the
+// low-stock event arrive, see a refusal explained; then connect with an
+// operator token, promote the shadow rules and roll back, and watch every
+// instance follow.
 //
-// Run by tests/tests/console.rs, which starts NATS, Postgres and
-// `beaker serve --gateway`, and passes:
-//   BEAKER_CONSOLE_URL    the gateway's base URL
-//   BEAKER_GATEWAY_TOKEN  a token it accepts
-//   BEAKER_SKU            a product no one has stocked yet
-//   BEAKER_OUTPUT_DIR     where the screenshots go
-//   CHROMIUM              the browser (default /usr/bin/chromium)
+// Run by tests/tests/e2e/console.rs, which starts NATS, Postgres,
+// `beaker serve --gateway` and more instances, deploys the default rules
+// with the threshold rules as their shadow, and passes:
+//   BEAKER_CONSOLE_URL     the gateway's base URL
+//   BEAKER_GATEWAY_TOKEN   an ordinary token it accepts
+//   BEAKER_OPERATOR_TOKEN  an operator token it accepts
+//   BEAKER_INSTANCES       how many instances run
+//   BEAKER_SKU             a product no one has stocked yet
+//   BEAKER_OUTPUT_DIR      where the screenshots go
+//   BEAKER_PRODUCT_HISTORY "1" to check the product's chart and movements
+//                          (they need the service's stock.history)
+//   CHROMIUM               the browser (default /usr/bin/chromium)
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { open, required, step } from "./browser.mjs";
+import { checkProductHistory } from "./product-history.mjs";
 
 const base = required("BEAKER_CONSOLE_URL");
 const token = required("BEAKER_GATEWAY_TOKEN");
+const operatorToken = required("BEAKER_OPERATOR_TOKEN");
+const instanceCount = Number(required("BEAKER_INSTANCES"));
 const sku = required("BEAKER_SKU");
 const output = required("BEAKER_OUTPUT_DIR");
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-const STEP = 15_000;
+const withHistory = process.env.BEAKER_PRODUCT_HISTORY === "1";
 
-function required(name) {
-  const value = process.env[name];
-  if (!value) {
-    console.error(`${name} is not set`);
-    process.exit(2);
-  }
-  return value;
+const DEFAULT_RULES = "beaker-default-rules";
+const SHADOW_RULES = "beaker-threshold-rules";
+
+// Every instance row shows `name` as its active rules.
+async function instancesServe(page, name) {
+  await page.waitForFunction(
+    ([n, name]) => {
+      const rows = [...document.querySelectorAll("#instances tbody tr")];
+      return rows.length === n && rows.every((r) => r.querySelector(".rules-cell").textContent.startsWith(name));
+    },
+    [instanceCount, name],
+  );
 }
 
-function step(text) {
-  console.log(`- ${text}`);
-}
-
-const profile = mkdtempSync(join(tmpdir(), "beaker-console-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath,
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-  viewport: { width: 1100, height: 900 },
-});
-
-const problems = [];
-let page;
-try {
-  page = context.pages()[0] || (await context.newPage());
-  page.setDefaultTimeout(STEP);
-  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  page.on("console", (m) => {
-    if (m.type() === "error") problems.push(`console error: ${m.text()}`);
-  });
-
+await open(output, "console", async (page) => {
   step("open the console with the token in the link");
   await page.goto(`${base}/#token=${encodeURIComponent(token)}`);
   assert.equal(new URL(page.url()).hash, "", "the token is taken out of the address bar");
 
-  step("the active rules are shown");
-  await page.locator("#rules-name").filter({ hasText: "beaker-default-rules" }).waitFor();
+  step("the active rules are shown, the stream is live, all is well");
+  await page.locator("#rules-name").filter({ hasText: DEFAULT_RULES }).waitFor();
   await page.locator("#stream-status", { hasText: "live" }).waitFor();
   await page.locator("#access-status", { hasText: "Connected." }).waitFor();
+  await page.locator('#health[data-state="ok"]').waitFor();
+
+  step(`Instances: ${instanceCount} running, each with its rules and shadow`);
+  await instancesServe(page, DEFAULT_RULES);
+  await page.locator("#instances-status", { hasText: `${instanceCount} running` }).waitFor();
+  for (const shadow of await page.locator("#instances tbody .shadow-cell").allTextContents()) {
+    assert.match(shadow, new RegExp(`${SHADOW_RULES} .* diverge`));
+  }
+
+  step("Rules: active and shadow marked, read only for an ordinary token");
+  await page.locator('#deployments tr[data-role="active"]', { hasText: DEFAULT_RULES }).waitFor();
+  await page.locator('#deployments tr[data-role="shadow"]', { hasText: SHADOW_RULES }).waitFor();
+  await page.locator("#rules-status", { hasText: "Read only" }).waitFor();
+  assert.equal(await page.locator("#rules-actions").isVisible(), false, "no promote/rollback buttons");
 
   const level = page.locator("#level");
   const result = page.locator("#result");
 
-  step("look up a product never stocked: 0");
+  step("Product: look up a product never stocked: 0");
   await page.fill("#sku", sku);
   await page.click("#lookup");
   await page.locator('#result[data-operation="get"]').waitFor();
@@ -87,7 +84,7 @@ try {
   assert.equal(await level.textContent(), "12");
   assert.equal(await result.getAttribute("data-outcome"), "ok");
 
-  step("remove 5: 7 left, and a low-stock event arrives live");
+  step("remove 5: 7 left, and a low-stock event arrives live, in the product's list too");
   await page.fill("#quantity", "5");
   await page.click("#remove");
   await page.locator('#result[data-operation="remove"]').waitFor();
@@ -95,6 +92,7 @@ try {
   const event = page.locator("#events li").filter({ hasText: sku });
   await event.waitFor();
   assert.match(await event.textContent(), /7 left/);
+  await page.locator("#product-events li", { hasText: "7 left" }).waitFor();
 
   step("remove 50: refused with the service's reason, nothing changes");
   await page.fill("#quantity", "50");
@@ -108,18 +106,39 @@ try {
   await page.locator('#result[data-operation="get"][data-outcome="ok"]').waitFor();
   assert.equal(await level.textContent(), "7");
 
-  await page.screenshot({ path: join(output, "console.png"), fullPage: true });
-  step(`screenshot: ${join(output, "console.png")}`);
-  assert.deepEqual(problems, [], "the page reported errors");
-  console.log("console test passed");
-} catch (e) {
-  if (page) {
-    await page.screenshot({ path: join(output, "console-failure.png"), fullPage: true }).catch(() => {});
+  if (withHistory) {
+    await checkProductHistory(page, sku);
+  } else {
+    step("(the product's chart and movements are not checked: BEAKER_PRODUCT_HISTORY is not 1)");
   }
-  console.error(e && e.stack ? e.stack : e);
-  if (problems.length) console.error(problems.join("\n"));
-  process.exitCode = 1;
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+
+  step("the instances counted the requests");
+  await page.waitForFunction(() =>
+    [...document.querySelectorAll("#instances tbody .requests")].reduce((n, c) => n + Number(c.textContent), 0) >= 5);
+
+  await page.screenshot({ path: join(output, "console.png"), fullPage: true });
+
+  step("connect with an operator token: promote and rollback are offered");
+  await page.fill("#token", operatorToken);
+  await page.click("#connect");
+  await page.locator("#rules-status", { hasText: "may promote" }).waitFor();
+  await page.locator("#rules-actions").waitFor({ state: "visible" });
+
+  step("promote the shadow: every instance switches to it");
+  await page.click("#promote");
+  await page.locator("#rules-status", { hasText: `Promoted ${SHADOW_RULES}` }).waitFor();
+  await page.locator('#deployments tr[data-role="active"]', { hasText: SHADOW_RULES }).waitFor();
+  await page.locator('#deployments tr[data-role="earlier"]', { hasText: DEFAULT_RULES }).waitFor();
+  assert.equal(await page.locator('#deployments tr[data-role="shadow"]').count(), 0);
+  assert.ok(await page.locator("#promote").isDisabled(), "no shadow left to promote");
+  await instancesServe(page, SHADOW_RULES);
+  await page.screenshot({ path: join(output, "console-promoted.png"), fullPage: true });
+
+  step("roll back: every instance serves the default rules again");
+  await page.click("#rollback");
+  await page.locator("#rules-status", { hasText: `Rolled back to ${DEFAULT_RULES}` }).waitFor();
+  await page.locator('#deployments tr[data-role="active"]', { hasText: DEFAULT_RULES }).waitFor();
+  await instancesServe(page, DEFAULT_RULES);
+  assert.ok(await page.locator("#rollback").isDisabled(), "nothing earlier to roll back to");
+  await page.screenshot({ path: join(output, "console-operator.png"), fullPage: true });
+});

@@ -12,7 +12,7 @@
 //! | `GET /v1/instances` | every running instance's `$SRV.STATS` reply ([`operations`]) |
 //! | `GET /v1/rules` | the rules bucket's deployments |
 //! | `POST /v1/rules/promote`, `/v1/rules/rollback` | change them; operator tokens only |
-//! | `GET /` | the operator console |
+//! | `GET /` | the operator console (and its scripts and style) |
 //! | `GET /healthz` | whether the gateway's NATS connection is up |
 //!
 //! The gateway only forwards: it never touches the database, so an HTTP
@@ -255,10 +255,14 @@ fn router(shared: AppState) -> Router {
             shared.clone(),
             middleware::authorize,
         ));
-    Router::new()
-        .route("/", get(console::page))
-        .route("/console.js", get(console::script))
-        .route("/console.css", get(console::style))
+    let mut router = Router::new();
+    for &(path, body, content_type) in console::ASSETS {
+        router = router.route(
+            path,
+            get(move || async move { console::asset(body, content_type) }),
+        );
+    }
+    router
         .route("/openapi.json", get(handlers::openapi_document))
         .route("/asyncapi.json", get(handlers::asyncapi_document))
         .route("/healthz", get(handlers::health))
