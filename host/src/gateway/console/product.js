@@ -107,7 +107,9 @@ function movementRow(m) {
   const tr = el("tr", "movement " + m.operation);
   tr.dataset.id = m.id;
   const rules = m.rules ? m.rules.name + " " + m.rules.version : "";
-  const requestId = el("td", "request-id", String(m["request-id"] || "").slice(0, 8));
+  // A UUIDv7 begins with its time, which the table shows already: its
+  // end tells requests apart.
+  const requestId = el("td", "request-id", "…" + String(m["request-id"] || "").slice(-12));
   requestId.title = m["request-id"] || "";
   tr.append(
     el("td", "num", m.id),
@@ -158,6 +160,8 @@ function chart(movements) {
   for (const p of points.slice(1)) path += ` H ${x(p.t)} V ${y(p.level)}`;
   path += ` H ${x(t1)}`;
   root.append(svg("path", { d: path, class: "level-line" }));
+  const last = points[points.length - 1];
+  root.append(svg("text", { x: W - right, y: y(last.level) - 6, "text-anchor": "end", class: "axis" }, last.level));
   for (const p of points) {
     const dot = svg("circle", { cx: x(p.t), cy: y(p.level), r: 3.5, class: "dot " + p.m.operation });
     dot.append(svg("title", {}, `${p.m.operation} ${p.m.quantity} → ${p.level} at ${shortTime(p.m.at)}`));
