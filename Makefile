@@ -14,7 +14,8 @@ BEAKER := target/release/beaker
 # Every test run selects the whole workspace, as `make host` does, so that
 # they share one build of the dependencies (see `host` below).
 NEXTEST := $(CARGO) nextest run --release --workspace
-# The token `make run` gives its gateway, made once per checkout.
+# The token `make run` gives its gateway, made once per checkout: an
+# operator's, so that the local console may promote and roll back rules.
 GATEWAY_TOKEN_FILE := .beaker/gateway-token
 GATEWAY_URL := http://$(or $(BEAKER_GATEWAY_ADDR),127.0.0.1:8080)
 export NATS_URL ?= nats://127.0.0.1:4222
@@ -64,7 +65,7 @@ run: services build ## Start everything and run the service and its HTTP gateway
 	@printf 'Try, in another terminal:\n'
 	@printf "  %s call stock.add '{\"product-sku\":\"widget-1\",\"quantity\":5}'\n" "$(BEAKER)"
 	@printf "  curl -H \"Authorization: Bearer \$$(cat %s)\" -d '{\"product-sku\":\"widget-1\"}' %s/v1/nats/subjects/stock.get\n\n" "$(GATEWAY_TOKEN_FILE)" "$(GATEWAY_URL)"
-	@exec $(BEAKER) serve --rules $(RULES) --gateway --gateway-tokens-file $(GATEWAY_TOKEN_FILE)
+	@exec $(BEAKER) serve --rules $(RULES) --gateway --gateway-operator-tokens-file $(GATEWAY_TOKEN_FILE)
 
 unit: ## The unit tests of every crate: no services needed, well under a minute after the build
 	@$(MAKE) --no-print-directory host

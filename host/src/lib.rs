@@ -15,7 +15,7 @@
 //! | start and stop | [`startup`] | `beaker serve` and `beaker gateway`: wire the parts, say `ready`, stop them in order under one deadline |
 //! | watching | [`observe`] | logs, traces and metrics set up; `/metrics`, `/healthz`, `/readyz` |
 //! | edges | [`service`] | the `stock.*` endpoints on NATS: subscriptions, requests in flight, replies; micro discovery |
-//! | | [`gateway`] | HTTP to NATS and back, shaped like the Synadia Cloud gateway; the console; the OpenAPI and AsyncAPI documents |
+//! | | [`gateway`] | HTTP to NATS and back, shaped like the Synadia Cloud gateway; the console and its operator routes (discovery through [`service`]'s client half, the rules bucket); the OpenAPI and AsyncAPI documents |
 //! | | [`events`] | the JetStream stream, the outbox relay, its liveness |
 //! | core | [`inventory`] | decode, validate, decide, store, answer — without NATS, so tests drive it directly |
 //! | | [`metrics`] | the instruments every part above records into |
