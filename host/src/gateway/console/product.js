@@ -161,7 +161,7 @@ function chart(movements) {
   path += ` H ${x(t1)}`;
   root.append(svg("path", { d: path, class: "level-line" }));
   const last = points[points.length - 1];
-  root.append(svg("text", { x: W - right, y: y(last.level) - 6, "text-anchor": "end", class: "axis" }, last.level));
+  root.append(svg("text", { x: W - right, y: Math.max(top + 10, y(last.level) - 6), "text-anchor": "end", class: "axis" }, last.level));
   for (const p of points) {
     const dot = svg("circle", { cx: x(p.t), cy: y(p.level), r: 3.5, class: "dot " + p.m.operation });
     dot.append(svg("title", {}, `${p.m.operation} ${p.m.quantity} → ${p.level} at ${shortTime(p.m.at)}`));
