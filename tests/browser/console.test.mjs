@@ -13,22 +13,23 @@
 //   BEAKER_OPERATOR_TOKEN  an operator token it accepts
 //   BEAKER_INSTANCES       how many instances run
 //   BEAKER_SKU             a product no one has stocked yet
+//   BEAKER_PAGED_SKU       a product with more movements than a page holds
+//   BEAKER_PAGED_COUNT     how many (one unit added each)
 //   BEAKER_OUTPUT_DIR      where the screenshots go
-//   BEAKER_PRODUCT_HISTORY "1" to check the product's chart and movements
-//                          (they need the service's stock.history)
 //   CHROMIUM               the browser (default /usr/bin/chromium)
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { open, required, step } from "./browser.mjs";
-import { checkProductHistory } from "./product-history.mjs";
+import { checkPaging, checkProductHistory } from "./product-history.mjs";
 
 const base = required("BEAKER_CONSOLE_URL");
 const token = required("BEAKER_GATEWAY_TOKEN");
 const operatorToken = required("BEAKER_OPERATOR_TOKEN");
 const instanceCount = Number(required("BEAKER_INSTANCES"));
 const sku = required("BEAKER_SKU");
+const pagedSku = required("BEAKER_PAGED_SKU");
+const pagedCount = Number(required("BEAKER_PAGED_COUNT"));
 const output = required("BEAKER_OUTPUT_DIR");
-const withHistory = process.env.BEAKER_PRODUCT_HISTORY === "1";
 
 const DEFAULT_RULES = "beaker-default-rules";
 const SHADOW_RULES = "beaker-threshold-rules";
@@ -106,17 +107,14 @@ await open(output, "console", async (page) => {
   await page.locator('#result[data-operation="get"][data-outcome="ok"]').waitFor();
   assert.equal(await level.textContent(), "7");
 
-  if (withHistory) {
-    await checkProductHistory(page, sku);
-  } else {
-    step("(the product's chart and movements are not checked: BEAKER_PRODUCT_HISTORY is not 1)");
-  }
+  await checkProductHistory(page, sku);
 
   step("the instances counted the requests");
   await page.waitForFunction(() =>
     [...document.querySelectorAll("#instances tbody .requests")].reduce((n, c) => n + Number(c.textContent), 0) >= 5);
 
   await page.screenshot({ path: join(output, "console.png"), fullPage: true });
+  await checkPaging(page, pagedSku, pagedCount, output);
 
   step("connect with an operator token: promote and rollback are offered");
   await page.fill("#token", operatorToken);

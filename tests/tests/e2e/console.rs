@@ -15,11 +15,17 @@ use serde_json::Value;
 
 use crate::gateway::operator::{OPERATOR_TOKEN, deploy, with_operator};
 
-/// Whether the services behind these tests answer `stock.history`, which
-/// the Product panel's chart and movements table read. Until they do, the
-/// browser test checks everything else and leaves that part out (see
-/// tests/browser/product-history.mjs).
-const PRODUCT_HISTORY: bool = false;
+/// A product with more movements than the console shows at once (50).
+const PAGED_SKU: &str = "console-paged";
+const PAGED_COUNT: u32 = 55;
+
+/// What the operator's walk through the console leaves in its output.
+const SCREENSHOTS: [&str; 4] = [
+    "console.png",
+    "console-history.png",
+    "console-promoted.png",
+    "console-operator.png",
+];
 
 fn chromium() -> String {
     std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_string())
@@ -83,12 +89,12 @@ async fn an_operator_sees_instances_rules_and_a_product_and_promotes_and_rolls_b
     // The default rules active, the threshold rules as their shadow.
     deploy(&env, "beaker_rules", false)?;
     deploy(&env, "beaker_rules_threshold", true)?;
+    for _ in 0..PAGED_COUNT {
+        let added = env.add(PAGED_SKU, 1).await?;
+        assert!(added.ok(), "{:?}", added.body);
+    }
     let output = output_dir(name);
-    for old in [
-        "console.png",
-        "console-promoted.png",
-        "console-operator.png",
-    ] {
+    for old in SCREENSHOTS {
         let _ = std::fs::remove_file(output.join(old));
     }
 
@@ -101,10 +107,8 @@ async fn an_operator_sees_instances_rules_and_a_product_and_promotes_and_rolls_b
             ("BEAKER_OPERATOR_TOKEN", OPERATOR_TOKEN.to_string()),
             ("BEAKER_INSTANCES", "2".to_string()),
             ("BEAKER_SKU", "console-widget".to_string()),
-            (
-                "BEAKER_PRODUCT_HISTORY",
-                if PRODUCT_HISTORY { "1" } else { "0" }.to_string(),
-            ),
+            ("BEAKER_PAGED_SKU", PAGED_SKU.to_string()),
+            ("BEAKER_PAGED_COUNT", PAGED_COUNT.to_string()),
         ],
     )
     .await?;
@@ -124,11 +128,7 @@ async fn an_operator_sees_instances_rules_and_a_product_and_promotes_and_rolls_b
     assert_eq!(status["bucket"]["active"]["history"], Value::Array(vec![]));
     assert_eq!(status["bucket"]["shadow"], Value::Null);
     wait_for_rules(&env.client, 2, "the rollback", |r| r.digest == *default).await?;
-    for screenshot in [
-        "console.png",
-        "console-promoted.png",
-        "console-operator.png",
-    ] {
+    for screenshot in SCREENSHOTS {
         assert_png(&output.join(screenshot))?;
     }
     Ok(())
