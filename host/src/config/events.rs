@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_nats::jetstream::stream::StorageType;
 use clap::{Args, ValueEnum};
 
-use super::{ConfigError, at_least, at_most};
+use super::{ConfigError, at_least};
 use crate::events::{RelaySettings, StreamSettings};
 use crate::startup::{EventsSettings, HousekeepingSettings};
 
@@ -68,7 +68,7 @@ pub struct EventsArgs {
     #[arg(long = "outbox-round-timeout", env = "BEAKER_OUTBOX_ROUND_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub round_timeout: Duration,
     /// How long the relay waits for JetStream to acknowledge a publish
-    /// (at most the round timeout). An ack lost with a stream leader that
+    /// (capped at the round timeout). An ack lost with a stream leader that
     /// died never comes: past this the events are published again (the
     /// stream drops duplicates by Nats-Msg-Id), to the new leader.
     #[arg(long = "outbox-ack-timeout", env = "BEAKER_OUTBOX_ACK_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
@@ -127,15 +127,14 @@ impl TryFrom<&EventsArgs> for EventsSettings {
             )?,
             batch_size: i64::from(args.batch_size),
             round_timeout,
-            ack_timeout: at_most(
+            // Capped, not refused: lowering the round timeout alone must
+            // not make the default ack bound an error.
+            ack_timeout: at_least(
                 "BEAKER_OUTBOX_ACK_TIMEOUT",
-                at_least(
-                    "BEAKER_OUTBOX_ACK_TIMEOUT",
-                    args.ack_timeout,
-                    Duration::from_millis(10),
-                )?,
-                round_timeout,
-            )?,
+                args.ack_timeout,
+                Duration::from_millis(10),
+            )?
+            .min(round_timeout),
             max_backoff: Duration::from_secs(30),
             final_attempt: Duration::from_secs(5),
         };
