@@ -8,11 +8,11 @@ use chrono::SecondsFormat;
 use serde_json::Value;
 
 use super::Inventory;
-use super::prepare::payload_text;
+use super::prepare::{decode_by_schema, payload_text};
 use super::reply::{internal, store_failure};
 use crate::contract::wire::{
-    Endpoint, ErrorCode, HISTORY_DEFAULT_LIMIT, HistoryMovement, HistoryPage, HistoryRequest,
-    Reply, RulesRef, True,
+    Endpoint, HISTORY_DEFAULT_LIMIT, HistoryMovement, HistoryPage, HistoryRequest, Reply, RulesRef,
+    True,
 };
 use crate::store::LedgerRow;
 
@@ -46,20 +46,8 @@ impl Inventory {
     }
 
     fn decode_history(&self, payload: &[u8]) -> Result<HistoryRequest, Reply> {
-        let bad = |message: String| Reply::error(ErrorCode::BadRequest, message);
         let text = payload_text(Endpoint::History, payload, self.limits.max_request_bytes)?;
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| bad(format!("request body is not valid JSON: {e}")))?;
-        self.schemas
-            .check_request(Endpoint::History, &value)
-            .map_err(|e| bad(format!("invalid stock.history request: {e}")))?;
-        serde_json::from_value(value).map_err(|e| {
-            // The schema and the type agree, so this is a defect.
-            Reply::error(
-                ErrorCode::Internal,
-                format!("cannot decode a schema-valid request: {e}"),
-            )
-        })
+        decode_by_schema(&self.schemas, Endpoint::History, text).map(|(request, _)| request)
     }
 }
 

@@ -213,13 +213,14 @@ pub(super) fn payload_text(
 }
 
 /// Decoding with the JSON Schema alone, for what the fast path is not
-/// sure of: this says precisely what is wrong. Public as the reference the
-/// fast path is held to (the `request` fuzz property).
-pub fn decode_by_schema(
+/// sure of (and for `stock.history`, which has none): this says precisely
+/// what is wrong. Public as the reference the fast path is held to (the
+/// `request` fuzz property).
+pub fn decode_by_schema<T: serde::de::DeserializeOwned>(
     schemas: &Schemas,
     endpoint: Endpoint,
     text: &str,
-) -> Result<(StockRequest, String), Reply> {
+) -> Result<(T, String), Reply> {
     let bad = |message: String| Reply::error(ErrorCode::BadRequest, message);
     let value: Value = serde_json::from_str(text)
         .map_err(|e| bad(format!("request body is not valid JSON: {e}")))?;
