@@ -61,27 +61,6 @@ fn message_ref(key: &str) -> Value {
     json!({ "$ref": format!("#/components/messages/{key}") })
 }
 
-fn summary(endpoint: Endpoint) -> (&'static str, &'static str) {
-    match endpoint {
-        Endpoint::Add => (
-            "Add units of a product",
-            "Adds `quantity` units to the product's stock; a product never stocked starts at 0. The reply carries the level after the add.",
-        ),
-        Endpoint::Remove => (
-            "Remove units of a product",
-            "Removes `quantity` units. An unknown product is refused (404); a remove that would take the level below 0 is refused (409) and changes nothing. When the level drops below 10, a low-stock event follows on `events.low_stock` once the change has committed.",
-        ),
-        Endpoint::Get => (
-            "Look up a product's stock level",
-            "The current level; 0 for a product never stocked. Writes nothing.",
-        ),
-        Endpoint::History => (
-            "A product's movements, newest first",
-            "The product's ledger one page at a time (`limit`, at most 100; `before`, the previous page's `next-before`): each movement's operation, quantity, level after it, the rules that decided it, its request id and time. A product never stocked has none. Writes nothing.",
-        ),
-    }
-}
-
 fn channels() -> Map<String, Value> {
     let mut channels = Map::new();
     for endpoint in Endpoint::ALL {
@@ -130,7 +109,7 @@ fn operations() -> Map<String, Value> {
     let mut operations = Map::new();
     for endpoint in Endpoint::ALL {
         let id = id(endpoint);
-        let (summary, description) = summary(endpoint);
+        let (summary, description) = crate::gateway::openapi::summary(endpoint);
         operations.insert(
             id.clone(),
             json!({
@@ -227,9 +206,7 @@ pub fn document() -> Value {
 /// The document as pretty-printed bytes with a final newline: exactly
 /// what `GET /asyncapi.json` serves and `docs/asyncapi.json` holds.
 pub fn document_bytes() -> Bytes {
-    let mut text = serde_json::to_string_pretty(&document()).unwrap_or_default();
-    text.push('\n');
-    Bytes::from(text)
+    crate::gateway::openapi::pretty_bytes(&document())
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 mod paths;
+pub use paths::summary;
 mod schemas;
 
 use crate::contract::schema::embedded;
@@ -221,7 +222,13 @@ pub fn document() -> Value {
 /// The document as pretty-printed bytes with a final newline: exactly
 /// what `GET /openapi.json` serves and `docs/openapi.json` holds.
 pub fn document_bytes() -> Bytes {
-    let mut text = serde_json::to_string_pretty(&document()).unwrap_or_default();
+    pretty_bytes(&document())
+}
+
+/// A generated document as it is served and checked in: pretty-printed,
+/// with a final newline (the AsyncAPI document too).
+pub(in crate::gateway) fn pretty_bytes(document: &Value) -> Bytes {
+    let mut text = serde_json::to_string_pretty(document).unwrap_or_default();
     text.push('\n');
     Bytes::from(text)
 }

@@ -30,16 +30,17 @@ pub(super) fn error_responses(codes: &[(&str, &str)]) -> Map<String, Value> {
         .collect()
 }
 
-pub(super) fn stock_operation(endpoint: Endpoint) -> Value {
-    let name = endpoint.name();
-    let (summary, description) = match endpoint {
+/// What an endpoint does, in a line and a paragraph: the summary and
+/// description both the OpenAPI and the AsyncAPI document give it.
+pub fn summary(endpoint: Endpoint) -> (&'static str, &'static str) {
+    match endpoint {
         Endpoint::Add => (
             "Add units of a product",
             "Adds `quantity` units to the product's stock; a product never stocked starts at 0. The reply carries the level after the add.",
         ),
         Endpoint::Remove => (
             "Remove units of a product",
-            "Removes `quantity` units. An unknown product is refused (404); a remove that would take the level below 0 is refused (409) and changes nothing. When the level drops below 10, a low-stock event is published on `events.low_stock`.",
+            "Removes `quantity` units. An unknown product is refused (404); a remove that would take the level below 0 is refused (409) and changes nothing. When the level drops below 10, a low-stock event follows on `events.low_stock` once the change has committed.",
         ),
         Endpoint::Get => (
             "Look up a product's stock level",
@@ -49,7 +50,12 @@ pub(super) fn stock_operation(endpoint: Endpoint) -> Value {
             "A product's movements, newest first",
             "The product's ledger one page at a time (`limit`, at most 100; `before`, the previous page's `next-before`): each movement's operation, quantity, level after it, the rules that decided it, its request id and time. A product never stocked has none. Writes nothing.",
         ),
-    };
+    }
+}
+
+pub(super) fn stock_operation(endpoint: Endpoint) -> Value {
+    let name = endpoint.name();
+    let (summary, description) = summary(endpoint);
     let mut responses = error_responses(&[
         ("400", "BadRequest"),
         ("401", "Unauthorized"),
