@@ -47,7 +47,8 @@ pub struct RelaySettings {
     /// may take before it is abandoned and retried.
     pub round_timeout: Duration,
     /// How long a publish waits for its acknowledgement (and any other
-    /// JetStream request of the relay): at most `round_timeout`.
+    /// JetStream request of the relay); the settings cap it at
+    /// `round_timeout`.
     pub ack_timeout: Duration,
     /// The longest pause between attempts while publishing fails.
     pub max_backoff: Duration,
@@ -115,7 +116,7 @@ impl Relay {
         // the round should move on to the new leader, not wait out the
         // whole round.
         let js = jetstream::ContextBuilder::new()
-            .timeout(settings.ack_timeout.min(settings.round_timeout))
+            .timeout(settings.ack_timeout)
             .build(parts.client.clone());
         Self {
             store: parts.store,
