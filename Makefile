@@ -75,6 +75,7 @@ test: ## The whole test suite (installs what is missing first)
 	@scripts/services.sh test
 	@scripts/browser-deps.sh
 	@scripts/asyncapi-deps.sh
+	@scripts/python-deps.sh
 	@$(MAKE) --no-print-directory build rules-js
 	cd examples/rules-js && node --test test/
 	$(NEXTEST) --no-fail-fast
@@ -106,7 +107,7 @@ soak: ## The fault campaigns FAULT_RUNS times each (default 50), then the table 
 FUZZ_EXAMPLES ?= 100
 api-fuzz: ## Fuzz the HTTP API with schemathesis (FUZZ_EXAMPLES cases per operation, default 100)
 	@scripts/services.sh test
-	@scripts/fuzz-deps.sh
+	@scripts/python-deps.sh
 	@$(MAKE) --no-print-directory build
 	BEAKER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(NEXTEST) \
 		--run-ignored only --no-capture -E 'test(schemathesis_finds_no_server_error)'

@@ -176,6 +176,22 @@ impl Metrics {
             .with_description("Rules candidates refused since start")
             .with_callback(move |o| o.observe(state.stats.refusals.load(Ordering::Relaxed), &[]))
             .build();
+        let state = rules.clone();
+        meter
+            .u64_observable_counter("beaker.rules.bucket.skipped")
+            .with_description(
+                "Entries of the rules bucket skipped since start (unreadable, damaged, foreign or incomplete)",
+            )
+            .with_callback(move |o| o.observe(state.bucket.skipped(), &[]))
+            .build();
+        let state = rules.clone();
+        meter
+            .u64_observable_gauge("beaker.rules.bucket.lost")
+            .with_description(
+                "1 while the rules bucket does not answer this instance (deploys do not reach it), else 0",
+            )
+            .with_callback(move |o| o.observe(u64::from(state.bucket.is_lost()), &[]))
+            .build();
         let state = rules;
         meter
             .u64_observable_gauge("beaker.rules.shadow.comparisons")

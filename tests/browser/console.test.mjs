@@ -137,6 +137,13 @@ await open(output, "console", async (page) => {
   await page.locator("#rules-status", { hasText: `Rolled back to ${DEFAULT_RULES}` }).waitFor();
   await page.locator('#deployments tr[data-role="active"]', { hasText: DEFAULT_RULES }).waitFor();
   await instancesServe(page, DEFAULT_RULES);
+
+  step("roll back once more: to the rules files the instances started with, and no further");
+  await page.locator('#deployments tr[data-role="earlier"][data-version="file"]').waitFor();
+  await page.click("#rollback");
+  await page.locator("#rules-status", { hasText: "Rolled back to each instance's rules file" }).waitFor();
+  await page.locator('#deployments tr[data-role="active"][data-version="file"]').waitFor();
+  await instancesServe(page, DEFAULT_RULES);
   assert.ok(await page.locator("#rollback").isDisabled(), "nothing earlier to roll back to");
   await page.screenshot({ path: join(output, "console-operator.png"), fullPage: true });
 });

@@ -260,7 +260,20 @@ mod tests {
             &["beaker", "rules", "check", "rules.wasm"],
             &["beaker", "rules", "deploy", "rules.wasm"],
             &["beaker", "rules", "status"],
+            &[
+                "beaker", "rules", "check", "r.wasm", "--cases", "c", "--format", "json",
+            ],
             &["beaker", "rules", "rollback"],
+            &["beaker", "rules", "rollback", "--to", "file"],
+            &["beaker", "rules", "history"],
+            &[
+                "beaker",
+                "rules",
+                "replay",
+                "r.wasm",
+                "--database-url",
+                "postgres://x/y",
+            ],
             &["beaker", "rules", "promote"],
             &["beaker", "rules", "drop-shadow"],
         ] {

@@ -172,7 +172,7 @@ pub fn report(settings: &StreamSettings, ensured: &Ensured) {
     match ensured {
         Ensured::Created => tracing::info!(
             stream = %settings.name,
-            subjects = ?settings.subjects,
+            subjects = %settings.subjects.join(", "),
             replicas = settings.replicas,
             "events stream created"
         ),

@@ -143,6 +143,9 @@ pub(super) async fn rules(
     })
 }
 
+/// Who the deployments record for a change made through the gateway.
+const GATEWAY_OPERATOR: &str = "gateway (operator token)";
+
 /// Only operator tokens change the rules; everyone else is told why.
 fn operator_only(caller: Caller) -> Result<(), Failure> {
     match caller {
@@ -176,7 +179,10 @@ pub(super) async fn promote(
     operator_only(caller)?;
     let (_, bucket) = find_bucket(&gw).await?;
     let bucket = bucket.ok_or_else(|| change_failure(ChangeError::NoShadow))?;
-    let active = bucket.promote_shadow().await.map_err(change_failure)?;
+    let active = bucket
+        .promote_shadow(Some(GATEWAY_OPERATOR.into()))
+        .await
+        .map_err(change_failure)?;
     tracing::info!(
         rules = %active.name,
         version = %active.version,
@@ -195,11 +201,13 @@ pub(super) async fn rollback(
     operator_only(caller)?;
     let (_, bucket) = find_bucket(&gw).await?;
     let bucket = bucket.ok_or_else(|| change_failure(ChangeError::NothingDeployed))?;
-    let rolled_back = bucket.roll_back().await.map_err(change_failure)?;
+    let rolled_back = bucket
+        .roll_back(None, Some(GATEWAY_OPERATOR.into()))
+        .await
+        .map_err(change_failure)?;
     tracing::info!(
-        from = %rolled_back.from.digest,
-        to = %rolled_back.to.digest,
-        version = %rolled_back.to.version,
+        from = %rolled_back.from.describe(),
+        to = %rolled_back.to.describe(),
         "rules rolled back through the gateway"
     );
     json_response(&rolled_back)

@@ -22,6 +22,7 @@ mod call;
 pub mod cases;
 pub mod digest;
 mod engine;
+pub mod health;
 mod load;
 pub mod report;
 mod sandbox;

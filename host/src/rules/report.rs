@@ -18,7 +18,7 @@ pub struct RulesReport {
     pub version: String,
     #[serde(rename = "rules_digest")]
     pub digest: Digest,
-    /// When these rules were loaded (RFC 3339).
+    /// When these rules became the active ones (RFC 3339).
     #[serde(rename = "rules_since")]
     pub since: String,
     /// Where they came from: `file:PATH` or `bucket:DIGEST`.
@@ -28,6 +28,49 @@ pub struct RulesReport {
     pub shadow: Option<ShadowReport>,
     #[serde(flatten)]
     pub refused: Option<RefusalReport>,
+    /// The bucket the instance follows, when it follows one.
+    #[serde(flatten)]
+    pub bucket: Option<BucketReport>,
+}
+
+/// How the instance's following of the rules bucket goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketReport {
+    #[serde(rename = "rules_bucket")]
+    pub name: String,
+    /// Since when the bucket does not answer (RFC 3339); absent while it
+    /// does.
+    #[serde(
+        rename = "rules_bucket_lost_since",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lost_since: Option<String>,
+    #[serde(
+        rename = "rules_bucket_lost_reason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lost_reason: Option<String>,
+    /// Entries skipped since start.
+    #[serde(rename = "rules_bucket_skipped", with = "as_text")]
+    pub skipped: u64,
+    #[serde(flatten)]
+    pub last_skipped: Option<SkippedReport>,
+}
+
+/// The last entry of the bucket the instance skipped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedReport {
+    #[serde(rename = "rules_bucket_skipped_object")]
+    pub object: String,
+    /// The stream sequence of the skipped write (text: metadata is text).
+    #[serde(rename = "rules_bucket_skipped_sequence")]
+    pub sequence: String,
+    #[serde(rename = "rules_bucket_skipped_reason")]
+    pub reason: String,
+    #[serde(rename = "rules_bucket_skipped_at")]
+    pub at: String,
 }
 
 /// The shadow rules and how they compare with the active ones.
@@ -127,8 +170,23 @@ mod tests {
                 skipped: 3,
             }),
             refused: None,
+            bucket: Some(BucketReport {
+                name: "beaker-rules".into(),
+                lost_since: None,
+                lost_reason: None,
+                skipped: 2,
+                last_skipped: Some(SkippedReport {
+                    object: "active".into(),
+                    sequence: "41".into(),
+                    reason: "not JSON".into(),
+                    at: "2026-12-04T10:00:01+00:00".into(),
+                }),
+            }),
         };
         let metadata = report.metadata();
+        assert_eq!(metadata["rules_bucket_skipped"], "2");
+        assert_eq!(metadata["rules_bucket_skipped_object"], "active");
+        assert!(!metadata.contains_key("rules_bucket_lost_since"));
         assert_eq!(metadata["shadow_agreements"], "7");
         assert_eq!(metadata["rules_digest"], digest(1).as_str());
         assert!(!metadata.contains_key("rules_refused_digest"));
@@ -145,6 +203,7 @@ mod tests {
         let report = RulesReport::from_metadata(&value).expect("a report");
         assert_eq!(report.shadow, None);
         assert_eq!(report.refused, None);
+        assert_eq!(report.bucket, None);
         assert!(RulesReport::from_metadata(&serde_json::json!({"other": "x"})).is_err());
     }
 }

@@ -15,6 +15,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 
+use super::health::BucketHealth;
 use super::report::{RefusalReport, RulesReport, ShadowReport};
 use super::{Decision, Digest, LoadError, Rejection, Request, Rules, RulesEngine};
 
@@ -56,7 +57,11 @@ pub struct SwapStats {
 pub struct RulesState {
     engine: RulesEngine,
     active: ArcSwap<Rules>,
-    active_origin: Mutex<String>,
+    /// Where the active rules came from, and since when they are active.
+    active_origin: Mutex<(String, DateTime<Utc>)>,
+    /// The rules file's rules as last loaded, and their origin: what the
+    /// bucket's "serve the rules files" deployment returns to.
+    file: Mutex<(Arc<Rules>, String)>,
     shadow: ArcSwapOption<Rules>,
     shadow_stats: ArcSwap<ShadowStats>,
     shadow_permits: Arc<Semaphore>,
@@ -65,6 +70,8 @@ pub struct RulesState {
     /// One load at a time: two sources changing at once are applied in turn.
     loading: tokio::sync::Mutex<()>,
     pub stats: SwapStats,
+    /// How following the rules bucket goes.
+    pub bucket: BucketHealth,
 }
 
 impl std::fmt::Debug for RulesState {
@@ -79,12 +86,15 @@ impl std::fmt::Debug for RulesState {
 pub type Outcome = Result<Decision, Rejection>;
 
 impl RulesState {
+    /// `initial` are the rules the instance starts with, from its rules
+    /// file (`origin` says which).
     pub fn new(engine: RulesEngine, initial: Rules, origin: &str) -> Self {
         let initial = Arc::new(initial);
         Self {
             engine,
             active: ArcSwap::new(initial.clone()),
-            active_origin: Mutex::new(origin.to_string()),
+            active_origin: Mutex::new((origin.to_string(), Utc::now())),
+            file: Mutex::new((initial.clone(), origin.to_string())),
             shadow: ArcSwapOption::empty(),
             shadow_stats: ArcSwap::from_pointee(ShadowStats::default()),
             shadow_permits: Arc::new(Semaphore::new(MAX_SHADOW_IN_FLIGHT)),
@@ -92,6 +102,7 @@ impl RulesState {
             cache: Mutex::new(vec![initial]),
             loading: tokio::sync::Mutex::new(()),
             stats: SwapStats::default(),
+            bucket: BucketHealth::default(),
         }
     }
 
@@ -136,22 +147,7 @@ impl RulesState {
         let _one_at_a_time = self.loading.lock().await;
         match self.prepare(bytes).await {
             Ok(rules) => {
-                let previous = self.active.swap(rules.clone());
-                if previous.digest != rules.digest {
-                    self.stats.swaps.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(
-                        origin,
-                        rules = %rules.name,
-                        rules_version = %rules.version,
-                        digest = %rules.digest.short(),
-                        previous = %previous.digest.short(),
-                        "rules swapped"
-                    );
-                }
-                *self
-                    .active_origin
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = origin.to_string();
+                self.swap_in(rules.clone(), origin);
                 Ok(rules)
             }
             Err(e) => {
@@ -159,6 +155,50 @@ impl RulesState {
                 Err(e)
             }
         }
+    }
+
+    /// The rules file changed: its new content becomes active (the last
+    /// change wins, as for a deploy) and is what "serve the rules files"
+    /// returns to from now on.
+    pub async fn activate_file(&self, bytes: &[u8], origin: &str) -> Result<Arc<Rules>, LoadError> {
+        let rules = self.activate(bytes, origin).await?;
+        *self.file.lock().unwrap_or_else(PoisonError::into_inner) =
+            (rules.clone(), origin.to_string());
+        Ok(rules)
+    }
+
+    /// The rules file's rules become active again (the bucket says so).
+    /// They are kept compiled, so this is a swap and nothing more.
+    pub async fn serve_file(&self) -> Arc<Rules> {
+        let _one_at_a_time = self.loading.lock().await;
+        let (rules, origin) = self
+            .file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        self.swap_in(rules.clone(), &origin);
+        rules
+    }
+
+    fn swap_in(&self, rules: Arc<Rules>, origin: &str) {
+        let previous = self.active.swap(rules.clone());
+        let mut active_origin = self
+            .active_origin
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if previous.digest != rules.digest {
+            self.stats.swaps.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                origin,
+                rules = %rules.name,
+                rules_version = %rules.version,
+                digest = %rules.digest.short(),
+                previous = %previous.digest.short(),
+                "rules swapped"
+            );
+            active_origin.1 = Utc::now();
+        }
+        active_origin.0 = origin.to_string();
     }
 
     /// Loads a candidate as the shadow: it decides beside the active rules
@@ -255,7 +295,7 @@ impl RulesState {
                     tracing::warn!(
                         sku = %request.sku,
                         operation = %super::describe_operation(request.operation),
-                        current = ?current,
+                        current = %current.map_or_else(|| "none".to_string(), |level| level.to_string()),
                         active = %describe_outcome(&active),
                         shadow = %describe_outcome(&outcome),
                         shadow_digest = %shadow.digest.short(),
@@ -290,22 +330,24 @@ impl RulesState {
                 skipped: stats.skipped.load(Ordering::Relaxed),
             }
         });
+        let (origin, since) = self
+            .active_origin
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         RulesReport {
             name: active.name.clone(),
             version: active.version.clone(),
             digest: active.digest.clone(),
-            since: active.loaded_at.to_rfc3339(),
-            origin: self
-                .active_origin
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone(),
+            since: since.to_rfc3339(),
+            origin,
             shadow,
             refused: self.last_refusal().map(|refusal| RefusalReport {
                 digest: refusal.digest,
                 reason: refusal.reason,
                 at: refusal.at.to_rfc3339(),
             }),
+            bucket: self.bucket.report(),
         }
     }
 }
@@ -327,7 +369,9 @@ pub fn describe_outcome(outcome: &Outcome) -> String {
             let mut text = format!("ok level {}", decision.level);
             for event in &decision.events {
                 match event {
-                    super::Event::LowStock(_) => text.push_str(" +low-stock"),
+                    super::Event::LowStock(low) => {
+                        text.push_str(&format!(" +low-stock:{}", low.level))
+                    }
                 }
             }
             text

@@ -88,6 +88,6 @@ pub async fn follow_file(
         last_digest = digest;
         tracing::info!(path = %path.display(), "rules file changed; loading it");
         let origin = format!("file:{}", path.display());
-        let _ = state.activate(&bytes, &origin).await;
+        let _ = state.activate_file(&bytes, &origin).await;
     }
 }

@@ -84,7 +84,7 @@ impl Running {
         };
         tracing::error!(
             deadline_ms = limit.as_millis() as u64,
-            cut_off = ?deadline.missed(),
+            cut_off = %deadline.missed().join(", "),
             requests_in_flight = abandoned,
             outbox_pending = %pending,
             "stopped at the shutdown deadline: abandoned {abandoned} request(s) in flight \

@@ -11,7 +11,8 @@
 //! - [`group`]: a group commit's transaction;
 //! - [`idempotency`]: keys and the replies stored under them;
 //! - [`outbox`]: the relay's claims, the backlog, housekeeping;
-//! - [`ledger`]: a product's history.
+//! - [`ledger`]: a product's history;
+//! - [`replay`]: recorded history read back for `beaker rules replay`.
 
 pub mod change;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod group;
 pub mod idempotency;
 pub mod ledger;
 pub mod outbox;
+pub mod replay;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -36,6 +38,7 @@ pub use group::{Group, GroupMovement, GroupWrites};
 pub use idempotency::{IdempotencyKey, KeyStatus, StoredReply};
 pub use ledger::LedgerRow;
 pub use outbox::{OutboxBatch, OutboxEvent, PendingEvent};
+pub use replay::{RecordedEvents, RecordedMovement};
 
 /// A span for one statement, named as the OpenTelemetry database
 /// conventions ask: `{operation} {table}`.

@@ -1,6 +1,6 @@
 //! `make api-fuzz`: schemathesis generates requests from the gateway's own
 //! OpenAPI document and sends them through the gateway to a real service.
-//! It needs Python packages (scripts/fuzz-deps.sh installs them), so
+//! It needs Python packages (scripts/python-deps.sh installs them), so
 //! `make test` leaves it out; `make api-fuzz` and CI run it.
 //!
 //! Settings: BEAKER_FUZZ_EXAMPLES (test cases per operation, default 100),
@@ -30,7 +30,7 @@ async fn schemathesis_finds_no_server_error() -> Result<()> {
         .unwrap_or_else(|_| root.join(".beaker/venv/bin/schemathesis"));
     if !program.exists() {
         bail!(
-            "{} is missing: run scripts/fuzz-deps.sh (make api-fuzz does)",
+            "{} is missing: run scripts/python-deps.sh (make api-fuzz does)",
             program.display()
         );
     }

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use async_nats::Client;
 
 use super::progress::Progress;
-use super::{FAILED, RemoteArgs, TIMED_OUT, UNREACHABLE, connect, fail, load_locally};
+use super::{FAILED, RemoteArgs, TIMED_OUT, UNREACHABLE, connect, fail, load_locally, operator};
 use crate::config::SandboxArgs;
 use crate::rules::Digest;
-use crate::rules::bucket::{ACTIVE, ChangeError, Deployment, Pointer, RolledBack, SHADOW};
+use crate::rules::bucket::{ACTIVE, ChangeError, Pointer, RolledBack, SHADOW, Target};
 use crate::service::micro::{InstanceInfo, discover};
 use crate::startup::SERVICE_NAME;
 
@@ -25,16 +25,54 @@ enum Report {
     Refused(String),
 }
 
-/// Where an instance stands with `digest`.
-fn report(info: &InstanceInfo, digest: &Digest, shadow: bool) -> Report {
+/// What the instances are asked to take.
+#[derive(Debug, Clone, Copy)]
+enum Wanted<'a> {
+    Active(&'a Digest),
+    Shadow(&'a Digest),
+    /// Each its own rules file.
+    File,
+}
+
+impl Wanted<'_> {
+    fn of(target: &Target) -> Wanted<'_> {
+        match target {
+            Target::Component(pointer) => Wanted::Active(&pointer.digest),
+            Target::File(_) => Wanted::File,
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Wanted::Active(digest) => format!("make {} active", digest.short()),
+            Wanted::Shadow(digest) => format!("make {} the shadow", digest.short()),
+            Wanted::File => "serve their rules file".into(),
+        }
+    }
+}
+
+/// Where an instance stands with what it was asked to take.
+fn report(info: &InstanceInfo, wanted: Wanted<'_>) -> Report {
     let Ok(rules) = info.rules() else {
         return Report::Waiting;
     };
-    let taken = match shadow {
-        true => rules.shadow.as_ref().map(|s| &s.digest),
-        false => Some(&rules.digest),
+    let (taken, digest) = match wanted {
+        Wanted::Shadow(digest) => (
+            rules.shadow.as_ref().map(|s| &s.digest) == Some(digest),
+            digest,
+        ),
+        Wanted::Active(digest) => (rules.digest == *digest, digest),
+        // An instance that serves its file says so in its origin; the
+        // digest may differ from one instance's file to another's.
+        Wanted::File => {
+            return if rules.origin.starts_with("file:") {
+                Report::Done
+            } else {
+                Report::Waiting
+            };
+        }
     };
-    if taken == Some(digest) {
+    if taken {
         return Report::Done;
     }
     match rules.refused {
@@ -45,9 +83,8 @@ fn report(info: &InstanceInfo, digest: &Digest, shadow: bool) -> Report {
 
 /// Waits until every instance found has taken `digest` (or refused it),
 /// showing progress (see [`Progress`]); prints each instance's result.
-async fn wait_for(client: &Client, remote: &RemoteArgs, digest: &Digest, shadow: bool) -> ExitCode {
-    let short = digest.short();
-    let what = if shadow { "shadow" } else { "active" };
+async fn wait_for(client: &Client, remote: &RemoteArgs, wanted: Wanted<'_>) -> ExitCode {
+    let what = wanted.describe();
     let deadline = Instant::now() + remote.wait;
     let mut progress = Progress::on_stderr("looking for the running instances");
     loop {
@@ -66,7 +103,7 @@ async fn wait_for(client: &Client, remote: &RemoteArgs, digest: &Digest, shadow:
         }
         let reports: BTreeMap<&String, Report> = instances
             .iter()
-            .map(|(id, info)| (id, report(info, digest, shadow)))
+            .map(|(id, info)| (id, report(info, wanted)))
             .collect();
         let done = reports.values().filter(|r| **r == Report::Done).count();
         let refused = reports
@@ -75,14 +112,14 @@ async fn wait_for(client: &Client, remote: &RemoteArgs, digest: &Digest, shadow:
             .count();
         let waiting = reports.len() - done - refused;
         progress.set(format!(
-            "waiting for {} instance(s) to make {short} {what}: {done} done, {refused} refused",
+            "waiting for {} instance(s) to {what}: {done} done, {refused} refused",
             reports.len()
         ));
         if waiting == 0 || Instant::now() > deadline {
             progress.finish();
             for (id, result) in &reports {
                 let text = match result {
-                    Report::Done => format!("{what}: {short}"),
+                    Report::Done => format!("done: {what}"),
                     Report::Refused(reason) => format!("REFUSED: {reason}"),
                     Report::Waiting => "did not report in time".to_string(),
                 };
@@ -129,42 +166,38 @@ pub(super) async fn deploy(
         name: rules.name.clone(),
         version: rules.version.clone(),
         deployed_at: chrono::Utc::now(),
+        deployed_by: Some(operator()),
     };
-    let written = if shadow {
-        store.write_json(SHADOW, &pointer).await
-    } else {
-        match store.read_json::<Deployment>(ACTIVE).await {
-            Ok(previous) => {
-                store
-                    .write_json(ACTIVE, &Deployment::succeed(previous, pointer))
-                    .await
-            }
-            Err(e) => Err(e),
-        }
-    };
-    if let Err(e) = written {
-        return fail(UNREACHABLE, e);
+    match store.deploy(pointer, shadow).await {
+        Ok(None) => {}
+        Ok(Some(unreadable)) => eprintln!(
+            "beaker rules: replaced an active deployment that could not be read ({unreadable}); \
+             the history it held is lost"
+        ),
+        Err(e) => return fail(UNREACHABLE, e),
     }
     eprintln!(
         "deployed to bucket {} as {}",
         remote.bucket,
         if shadow { SHADOW } else { ACTIVE }
     );
-    wait_for(&client, remote, &rules.digest, shadow).await
+    let wanted = if shadow {
+        Wanted::Shadow(&rules.digest)
+    } else {
+        Wanted::Active(&rules.digest)
+    };
+    wait_for(&client, remote, wanted).await
 }
 
-pub(super) async fn rollback(remote: &RemoteArgs) -> ExitCode {
+pub(super) async fn rollback(remote: &RemoteArgs, to: Option<&str>) -> ExitCode {
     let (client, store) = match connect(remote).await {
         Ok(connected) => connected,
         Err(code) => return code,
     };
-    match store.roll_back().await {
+    match store.roll_back(to, Some(operator())).await {
         Ok(RolledBack { from, to }) => {
-            eprintln!(
-                "rolled back from {} {} to {} {}",
-                from.name, from.version, to.name, to.version
-            );
-            wait_for(&client, remote, &to.digest, false).await
+            eprintln!("rolled back from {} to {}", from.describe(), to.describe());
+            wait_for(&client, remote, Wanted::of(&to)).await
         }
         Err(e) => change_failed(e),
     }
@@ -175,10 +208,10 @@ pub(super) async fn promote(remote: &RemoteArgs) -> ExitCode {
         Ok(connected) => connected,
         Err(code) => return code,
     };
-    match store.promote_shadow().await {
+    match store.promote_shadow(Some(operator())).await {
         Ok(active) => {
             eprintln!("promoted the shadow rules {}", active.digest.short());
-            wait_for(&client, remote, &active.digest, false).await
+            wait_for(&client, remote, Wanted::Active(&active.digest)).await
         }
         Err(e) => change_failed(e),
     }

@@ -5,8 +5,11 @@
 
 mod check;
 mod deploy;
+mod history;
 mod progress;
+mod replay;
 mod status;
+mod table;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,6 +31,8 @@ pub(super) const REFUSED: u8 = 2;
 pub(super) const UNREACHABLE: u8 = 3;
 /// Exit status: instances did not all report in time.
 pub(super) const TIMED_OUT: u8 = 4;
+/// Exit status: the cases file cannot be read, or a line is not a case.
+pub(super) const BAD_CASES: u8 = 5;
 
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
@@ -35,13 +40,19 @@ pub enum RulesCommand {
     /// it against the beaker:inventory/rules world, smoke-test it, and run
     /// a table of decision cases.
     ///
-    /// Exit status: 0 all passed, 1 a case failed, 2 the component was refused.
+    /// Exit status: 0 all passed, 1 a case failed, 2 the component was
+    /// refused (or the command line is wrong), 5 the cases file cannot be
+    /// read or has a line that is not a case.
     Check {
         /// The component (.wasm).
         file: PathBuf,
-        /// A table of decision cases (see examples/cases/*.cases).
+        /// A table of decision cases (the format: docs/rule-authors.md;
+        /// examples: examples/cases/*.cases).
         #[arg(long, value_name = "FILE")]
         cases: Option<PathBuf>,
+        /// How to print the results.
+        #[arg(long = "format", value_enum, default_value = "table")]
+        output: check::Format,
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
@@ -66,8 +77,9 @@ pub enum RulesCommand {
         remote: RemoteArgs,
     },
     /// List every running instance with its active rules (name, version,
-    /// sha256, since when), its shadow and its last refusal, and what the
-    /// bucket holds.
+    /// sha256, since when they are active), its shadow, its last refusal,
+    /// whether it lost the rules bucket or skipped entries of it; and what
+    /// the bucket holds.
     Status {
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -75,10 +87,63 @@ pub enum RulesCommand {
         #[command(flatten)]
         remote: RemoteArgs,
     },
-    /// Re-activate the previously deployed rules on every instance.
+    /// Re-activate earlier rules on every instance: the previous
+    /// deployment, or the one --to names. Before the first deploy came the
+    /// instances' own rules files (`--to file`), which can always be
+    /// returned to.
+    ///
+    /// Exit status: as deploy's; 1 also when there is nothing to roll back
+    /// to or --to names no earlier deployment.
     Rollback {
+        /// The deployment to return to: its version (`1.2.0`), its
+        /// `name@version`, the first six or more digits of its sha256, or
+        /// `file` for each instance's rules file. See `beaker rules history`.
+        #[arg(long, value_name = "VERSION|DIGEST|file")]
+        to: Option<String>,
         #[command(flatten)]
         remote: RemoteArgs,
+    },
+    /// List the bucket's deployments, newest first: when, by whom, which
+    /// rules (name, version, sha256), and which is active and which the
+    /// shadow.
+    History {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Run the ledger's recorded changes through a candidate component,
+    /// each against the stock it saw, and report where the candidate would
+    /// have decided otherwise (refused, another level, other events), with
+    /// counts and examples. Reads the database only; changes nothing.
+    ///
+    /// Refused requests and reads are not recorded, so they are not
+    /// replayed: shadow mode compares those on live traffic.
+    ///
+    /// Exit status: 0 no difference, 1 differences found, 2 the candidate
+    /// was refused, 3 the database cannot be read.
+    Replay {
+        /// The candidate component (.wasm).
+        file: PathBuf,
+        /// Only changes recorded in this last span of time (e.g. `24h`,
+        /// `7days`); all of them when not given.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<Duration>,
+        /// Only this product's changes.
+        #[arg(long, value_name = "SKU")]
+        product: Option<String>,
+        /// How many differences to show.
+        #[arg(long, default_value_t = 20)]
+        examples: usize,
+        /// Print JSON instead of a report.
+        #[arg(long)]
+        json: bool,
+        /// Postgres URL of the service's database.
+        #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
     },
     /// Make the shadow rules the active rules on every instance.
     Promote {
@@ -119,8 +184,9 @@ pub async fn run(command: RulesCommand) -> ExitCode {
         RulesCommand::Check {
             file,
             cases,
+            output,
             sandbox,
-        } => check::check(&file, cases.as_deref(), &sandbox).await,
+        } => check::check(&file, cases.as_deref(), output, &sandbox).await,
         RulesCommand::Deploy {
             file,
             shadow,
@@ -128,10 +194,45 @@ pub async fn run(command: RulesCommand) -> ExitCode {
             remote,
         } => deploy::deploy(&file, shadow, &sandbox, &remote).await,
         RulesCommand::Status { json, remote } => status::status(&remote, json).await,
-        RulesCommand::Rollback { remote } => deploy::rollback(&remote).await,
+        RulesCommand::Rollback { to, remote } => deploy::rollback(&remote, to.as_deref()).await,
+        RulesCommand::History { json, remote } => history::history(&remote, json).await,
+        RulesCommand::Replay {
+            file,
+            since,
+            product,
+            examples,
+            json,
+            database_url,
+            sandbox,
+        } => {
+            let args = replay::ReplayArgs {
+                file: &file,
+                since,
+                product: product.as_deref(),
+                examples,
+                json,
+                db: crate::store::DbConfig::for_client(database_url),
+            };
+            replay::replay(args, &sandbox).await
+        }
         RulesCommand::Promote { remote } => deploy::promote(&remote).await,
         RulesCommand::DropShadow { remote } => deploy::drop_shadow(&remote).await,
     }
+}
+
+/// Who changes the rules, as deployments record it: `user@host`, from the
+/// environment (`USER` or `LOGNAME`) and the kernel's host name.
+pub(super) fn operator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    format!("{user}@{host}")
 }
 
 pub(super) fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {

@@ -36,12 +36,14 @@ pub(super) async fn status(remote: &RemoteArgs, json: bool) -> ExitCode {
     } else {
         match &active {
             Some(d) => println!(
-                "bucket {}: active {} {} ({}), deployed {}; {} earlier deployment(s)",
+                "bucket {}: active {}, deployed {}{}; {} earlier deployment(s) (beaker rules history)",
                 remote.bucket,
-                d.current.name,
-                d.current.version,
-                d.current.digest.short(),
-                d.current.deployed_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                d.current.describe(),
+                d.current.deployed_at().format("%Y-%m-%d %H:%M:%S UTC"),
+                d.current
+                    .deployed_by()
+                    .map(|by| format!(" by {by}"))
+                    .unwrap_or_default(),
                 d.history.len()
             ),
             None => println!(
@@ -61,7 +63,7 @@ pub(super) async fn status(remote: &RemoteArgs, json: bool) -> ExitCode {
         if !instances.is_empty() {
             println!(
                 "{:<32}  {:<32}  {:<12}  {:<25}  SHADOW",
-                "INSTANCE", "RULES", "SHA256", "SINCE"
+                "INSTANCE", "RULES", "SHA256", "ACTIVE SINCE"
             );
         }
         for (id, info) in &instances {
@@ -99,6 +101,27 @@ pub(super) async fn status(remote: &RemoteArgs, json: bool) -> ExitCode {
                     short_time(&refusal.at),
                     refusal.reason
                 );
+            }
+            if let Some(bucket) = &rules.bucket {
+                if let (Some(since), Some(reason)) = (&bucket.lost_since, &bucket.lost_reason) {
+                    println!(
+                        "{:<32}  BUCKET LOST since {}: {reason} (it serves what it had; deploys do not reach it)",
+                        "",
+                        short_time(since)
+                    );
+                }
+                if let Some(skipped) = &bucket.last_skipped {
+                    println!(
+                        "{:<32}  skipped {} bucket entr{}; the last, {} at sequence {} ({}): {}",
+                        "",
+                        bucket.skipped,
+                        if bucket.skipped == 1 { "y" } else { "ies" },
+                        skipped.object,
+                        skipped.sequence,
+                        short_time(&skipped.at),
+                        skipped.reason
+                    );
+                }
             }
         }
     }

@@ -33,7 +33,9 @@ const rules = {
     const actions = $("rules-actions");
     actions.hidden = !view.operator;
     $("promote").disabled = !view.shadow;
-    $("rollback").disabled = !(view.active && (view.active.history || []).length);
+    // Before the first deploy came the instances' rules files, which can
+    // always be returned to: rollback is possible unless they already serve.
+    $("rollback").disabled = !(view.active && (view.active.rules !== "file" || (view.active.history || []).length));
     $("deployments").dataset.active = view.active ? view.active.version : "";
     if (!status.classList.contains("bad") && !status.textContent) {
       setStatus(status, view.operator ? "Your token may promote and roll back." : "Read only: promoting and rolling back need an operator token.");
@@ -51,26 +53,31 @@ const rules = {
       const a = reply.body.active;
       setStatus(status, "Promoted " + a.name + " " + a.version + "; the instances follow within their poll interval.");
     } else {
-      const to = reply.body.to;
-      setStatus(status, "Rolled back to " + to.name + " " + to.version + "; the instances follow within their poll interval.");
+      setStatus(status, "Rolled back to " + describeRules(reply.body.to) + "; the instances follow within their poll interval.");
     }
     await rules.refresh();
     instances.refresh();
   },
 };
 
+// A deployment names a component, or ("rules": "file") each instance's
+// own rules file.
+function describeRules(entry) {
+  return entry.rules === "file" ? "each instance's rules file" : entry.name + " " + entry.version;
+}
+
 function deploymentRow(role, pointer) {
   const tr = el("tr", "deployment " + role);
   tr.dataset.role = role;
-  tr.dataset.version = pointer.version || "";
+  tr.dataset.version = pointer.rules === "file" ? "file" : pointer.version || "";
   const mark = el("td");
   if (role !== "earlier") {
     mark.append(el("span", "badge " + (role === "active" ? "live" : "shadow"), role));
   }
   tr.append(
     mark,
-    el("td", "", pointer.name + " " + pointer.version),
-    el("td", "digest", shortDigest(pointer.digest)),
+    el("td", "", describeRules(pointer) + (pointer.deployed_by ? " — " + pointer.deployed_by : "")),
+    el("td", "digest", pointer.digest ? shortDigest(pointer.digest) : "—"),
     el("td", "", shortTime(pointer.deployed_at)),
   );
   return tr;

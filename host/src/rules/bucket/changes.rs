@@ -1,11 +1,11 @@
-//! The changes an operator makes to what the bucket names — promote the
-//! shadow, roll back to the previous deployment — and the reading of
+//! The changes an operator makes to what the bucket names — deploy,
+//! promote the shadow, roll back to an earlier deployment — and the reading of
 //! both pointers, in one place, so that `beaker rules` and the gateway's
 //! operator routes read and change the bucket the same way.
 
 use serde::Serialize;
 
-use super::{ACTIVE, Bucket, BucketError, Deployment, Pointer, SHADOW};
+use super::{ACTIVE, Bucket, BucketError, Deployment, Pointer, SHADOW, Target};
 
 /// What the bucket names: the active deployment (with its history) and
 /// the shadow.
@@ -22,10 +22,17 @@ pub struct Deployments {
 pub enum ChangeError {
     #[error("there are no shadow rules to promote")]
     NoShadow,
-    #[error("nothing was deployed through the bucket: nothing to roll back")]
+    #[error(
+        "nothing was deployed through the bucket: the instances already serve their rules files"
+    )]
     NothingDeployed,
-    #[error("only one deployment so far: nothing to roll back to")]
+    #[error("the instances already serve their rules files, and nothing was deployed before that")]
     NoEarlier,
+    #[error(
+        "no earlier deployment is named {wanted:?}: name one by version, name@version, \
+         the first six or more digits of its sha256, or `file` (see `beaker rules history`)"
+    )]
+    NotInHistory { wanted: String },
     #[error(transparent)]
     Bucket(#[from] BucketError),
 }
@@ -41,8 +48,8 @@ impl ChangeError {
 /// What a rollback changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RolledBack {
-    pub from: Pointer,
-    pub to: Pointer,
+    pub from: Target,
+    pub to: Target,
 }
 
 impl Bucket {
@@ -54,9 +61,36 @@ impl Bucket {
         })
     }
 
+    /// Makes `next` the active rules (or the shadow), on top of what was
+    /// active. `next` must already be in the bucket ([`Bucket::store_component`]).
+    ///
+    /// An `active` that cannot be read (written by another client, or
+    /// damaged) does not stop a deploy: it is replaced, and the history it
+    /// held is lost; the error that says why is returned for the operator.
+    pub async fn deploy(
+        &self,
+        next: Pointer,
+        shadow: bool,
+    ) -> Result<Option<BucketError>, BucketError> {
+        if shadow {
+            return self.write_json(SHADOW, &next).await.map(|()| None);
+        }
+        let (previous, unreadable) = match self.read_json::<Deployment>(ACTIVE).await {
+            Ok(previous) => (previous, None),
+            Err(e @ (BucketError::Invalid { .. } | BucketError::Damaged { .. })) => (None, Some(e)),
+            Err(e) => return Err(e),
+        };
+        self.write_json(
+            ACTIVE,
+            &Deployment::succeed(previous, Target::Component(next)),
+        )
+        .await?;
+        Ok(unreadable)
+    }
+
     /// The shadow becomes the active rules (the active ones go on top of
     /// the history) and the shadow is cleared. Returns what is active now.
-    pub async fn promote_shadow(&self) -> Result<Pointer, ChangeError> {
+    pub async fn promote_shadow(&self, by: Option<String>) -> Result<Pointer, ChangeError> {
         let shadow = self
             .read_json::<Pointer>(SHADOW)
             .await?
@@ -64,32 +98,62 @@ impl Bucket {
         let previous = self.read_json::<Deployment>(ACTIVE).await?;
         let next = Pointer {
             deployed_at: chrono::Utc::now(),
+            deployed_by: by,
             ..shadow
         };
-        self.write_json(ACTIVE, &Deployment::succeed(previous, next.clone()))
-            .await?;
+        self.write_json(
+            ACTIVE,
+            &Deployment::succeed(previous, Target::Component(next.clone())),
+        )
+        .await?;
         self.delete(SHADOW).await?;
         Ok(next)
     }
 
-    /// The previous deployment becomes active again; the one rolled back
-    /// from leaves the history, so a second rollback goes one further.
-    pub async fn roll_back(&self) -> Result<RolledBack, ChangeError> {
+    /// An earlier deployment becomes active again: the one `to` names (see
+    /// [`Target::is_named`]), or the previous one. It leaves the history,
+    /// and so does the one rolled back from, so that a second rollback
+    /// goes one further. `file` (the instances' rules files) can always
+    /// be returned to.
+    pub async fn roll_back(
+        &self,
+        to: Option<&str>,
+        by: Option<String>,
+    ) -> Result<RolledBack, ChangeError> {
         let current = self
             .read_json::<Deployment>(ACTIVE)
             .await?
             .ok_or(ChangeError::NothingDeployed)?;
-        let mut history = current.history.into_iter();
-        let mut previous = history.next().ok_or(ChangeError::NoEarlier)?;
-        previous.deployed_at = chrono::Utc::now();
-        let rolled_back = Deployment {
-            current: previous.clone(),
-            history: history.collect(),
+        let found = to.map(|wanted| (wanted, current.find(wanted)));
+        let on_files = matches!(current.current, Target::File(_));
+        let mut history = current.history;
+        let target = match found {
+            Some((_, Some(index))) => history.remove(index),
+            Some(("file", None)) if !on_files => Target::files(None),
+            Some(("file", None)) => return Err(ChangeError::NoEarlier),
+            Some((wanted, None)) => {
+                return Err(ChangeError::NotInHistory {
+                    wanted: wanted.to_string(),
+                });
+            }
+            // A bucket written before the files were remembered has no
+            // entry for them: they are still what came first.
+            None if history.is_empty() && !on_files => Target::files(None),
+            None if history.is_empty() => return Err(ChangeError::NoEarlier),
+            None => history.remove(0),
         };
-        self.write_json(ACTIVE, &rolled_back).await?;
+        let next = target.redeployed(by);
+        self.write_json(
+            ACTIVE,
+            &Deployment {
+                current: next.clone(),
+                history,
+            },
+        )
+        .await?;
         Ok(RolledBack {
             from: current.current,
-            to: previous,
+            to: next,
         })
     }
 }

@@ -15,10 +15,9 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
-use super::objects::Meta;
-use super::{ACTIVE, Bucket, BucketError, Deployment, Pointer, SHADOW, parse};
+use super::objects::{Described, Meta};
+use super::{ACTIVE, Bucket, BucketError, Deployment, Pointer, SHADOW, Target, parse};
 use crate::rules::state::RulesState;
 
 /// How long one look (opening the bucket, reading a pointer, fetching a
@@ -35,34 +34,35 @@ pub async fn follow(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut follower = Follower::new(js, bucket, replicas);
-    let mut lost: Option<Instant> = None;
+    state.bucket.following(&follower.name);
     loop {
         let looked = tokio::select! {
             () = crate::shutdown::stopped(&mut stop) => return,
             looked = follower.look(&state) => looked,
         };
-        match (looked, lost) {
-            (Ok(()), Some(since)) => {
-                tracing::info!(
-                    bucket = follower.name,
-                    lost_for_ms = since.elapsed().as_millis() as u64,
-                    "the rules bucket answers again"
-                );
-                lost = None;
+        match looked {
+            Ok(()) => {
+                if let Some(since) = state.bucket.answers() {
+                    let lost_for = (chrono::Utc::now() - since).num_milliseconds();
+                    tracing::info!(
+                        bucket = follower.name,
+                        lost_for_ms = lost_for,
+                        "the rules bucket answers again"
+                    );
+                }
             }
-            (Err(e), None) => {
-                tracing::warn!(
-                    bucket = follower.name,
-                    error = %e,
-                    "lost the rules bucket; looking again every {}",
-                    humantime::format_duration(every)
-                );
-                lost = Some(Instant::now());
+            Err(e) => {
+                if state.bucket.lost(&e.to_string()) {
+                    tracing::warn!(
+                        bucket = follower.name,
+                        error = %e,
+                        "lost the rules bucket; looking again every {}",
+                        humantime::format_duration(every)
+                    );
+                } else {
+                    tracing::debug!(error = %e, "the rules bucket still does not answer");
+                }
             }
-            (Err(e), Some(_)) => {
-                tracing::debug!(error = %e, "the rules bucket still does not answer")
-            }
-            (Ok(()), None) => {}
         }
         tokio::select! {
             () = crate::shutdown::stopped(&mut stop) => return,
@@ -80,6 +80,7 @@ pub async fn sync_once(
     replicas: usize,
     state: &RulesState,
 ) -> Result<(), BucketError> {
+    state.bucket.following(bucket);
     Follower::new(js.clone(), bucket.to_string(), replicas)
         .look(state)
         .await
@@ -99,6 +100,21 @@ struct Follower {
     /// up, whose older answer must not swap the rules back.
     active_seen: Option<u64>,
     shadow_seen: Option<u64>,
+    /// A write whose parts were not found, and how many looks found them
+    /// missing: a replica catching up is given a few looks, then the write
+    /// is skipped.
+    incomplete: Option<(u64, u32)>,
+}
+
+/// Looks that may find a write incomplete before it is skipped.
+const INCOMPLETE_LOOKS: u32 = 3;
+
+/// What a look made of one write.
+enum Acted {
+    /// Acted on, or nothing to do: do not look at this write again.
+    Done,
+    /// Cannot be acted on, ever: skip it, say why, follow the next write.
+    Skip(String),
 }
 
 impl Follower {
@@ -110,6 +126,7 @@ impl Follower {
             bucket: None,
             active_seen: None,
             shadow_seen: None,
+            incomplete: None,
         }
     }
 
@@ -135,25 +152,73 @@ impl Follower {
         let Some(bucket) = &self.bucket else {
             return Ok(());
         };
-        if let Some((sequence, written)) = bucket.reader.latest(ACTIVE).await?
+        if let Some((sequence, described)) = bucket.reader.latest(ACTIVE).await?
             && newer(self.active_seen, sequence)
         {
-            // A deleted pointer leaves the active rules as they are.
-            if let Some(meta) = written {
-                apply_active(bucket, &meta, state).await?;
+            let acted = match described {
+                Described::Written(meta) => apply_active(bucket, &meta, state).await,
+                // A deleted pointer leaves the active rules as they are.
+                Described::Deleted => Ok(Acted::Done),
+                Described::Unreadable(reason) => Ok(Acted::Skip(reason)),
+            };
+            if self.settle(ACTIVE, sequence, acted, state)? {
+                self.active_seen = Some(sequence);
             }
-            self.active_seen = Some(sequence);
         }
-        if let Some((sequence, written)) = bucket.reader.latest(SHADOW).await?
+        let Some(bucket) = &self.bucket else {
+            return Ok(());
+        };
+        if let Some((sequence, described)) = bucket.reader.latest(SHADOW).await?
             && newer(self.shadow_seen, sequence)
         {
-            match written {
-                Some(meta) => apply_shadow(bucket, &meta, state).await?,
-                None => state.clear_shadow(),
+            let acted = match described {
+                Described::Written(meta) => apply_shadow(bucket, &meta, state).await,
+                Described::Deleted => {
+                    state.clear_shadow();
+                    Ok(Acted::Done)
+                }
+                Described::Unreadable(reason) => Ok(Acted::Skip(reason)),
+            };
+            if self.settle(SHADOW, sequence, acted, state)? {
+                self.shadow_seen = Some(sequence);
             }
-            self.shadow_seen = Some(sequence);
         }
         Ok(())
+    }
+
+    /// What to make of a look at one write: `Ok(true)` when it needs no
+    /// further look (acted on, or skipped and reported), `Ok(false)` when
+    /// it is looked at again next time, `Err` when the bucket itself
+    /// failed. Damaged or foreign content is skipped at once; missing parts
+    /// after [`INCOMPLETE_LOOKS`] looks.
+    fn settle(
+        &mut self,
+        object: &str,
+        sequence: u64,
+        acted: Result<Acted, BucketError>,
+        state: &RulesState,
+    ) -> Result<bool, BucketError> {
+        let reason = match acted {
+            Ok(Acted::Done) => return Ok(true),
+            Ok(Acted::Skip(reason)) => reason,
+            Err(e @ (BucketError::Damaged { .. } | BucketError::Corrupt { .. })) => e.to_string(),
+            Err(e @ BucketError::Incomplete { .. }) => {
+                let looks = match self.incomplete {
+                    Some((seen, looks)) if seen == sequence => looks + 1,
+                    _ => 1,
+                };
+                if looks < INCOMPLETE_LOOKS {
+                    self.incomplete = Some((sequence, looks));
+                    tracing::debug!(object, sequence, error = %e, "a write of the rules bucket is incomplete; looking again");
+                    return Ok(false);
+                }
+                self.incomplete = None;
+                format!("{e} ({looks} looks)")
+            }
+            Err(e) => return Err(e),
+        };
+        state.bucket.skip(object, sequence, &reason);
+        Ok(true)
     }
 }
 
@@ -162,61 +227,53 @@ fn newer(seen: Option<u64>, sequence: u64) -> bool {
     seen.is_none_or(|seen| sequence > seen)
 }
 
-/// Loads the component `active` names, unless it is already active.
-/// A failed read is returned, to be tried again at the next look; content
-/// that is wrong stays wrong until the next deploy, so it is logged and
-/// skipped.
-async fn apply_active(bucket: &Bucket, meta: &Meta, state: &RulesState) -> Result<(), BucketError> {
+/// Makes active what `active` names, unless it already is: a component
+/// of the bucket, or the instance's rules file. A component that does not
+/// load is reported by the state (log, metric, `$SRV.INFO`); the instance
+/// keeps what it serves.
+async fn apply_active(
+    bucket: &Bucket,
+    meta: &Meta,
+    state: &RulesState,
+) -> Result<Acted, BucketError> {
     let bytes = bucket.reader.content(ACTIVE, meta).await?;
     let deployment: Deployment = match parse(ACTIVE, &bytes) {
         Ok(deployment) => deployment,
-        Err(e) => {
-            tracing::error!(error = %e, "the active deployment is not valid; skipped");
-            return Ok(());
-        }
+        Err(e) => return Ok(Acted::Skip(e.to_string())),
     };
-    let digest = &deployment.current.digest;
+    let digest = match &deployment.current {
+        Target::File(_) => {
+            state.serve_file().await;
+            return Ok(Acted::Done);
+        }
+        Target::Component(pointer) => &pointer.digest,
+    };
     if state.active().digest == *digest {
-        return Ok(());
+        return Ok(Acted::Done);
     }
-    let component = match bucket.fetch_component(digest).await {
-        Ok(component) => component,
-        Err(e @ BucketError::Corrupt { .. }) => {
-            tracing::error!(error = %e, "the active component is damaged; skipped");
-            return Ok(());
-        }
-        Err(e) => return Err(e),
-    };
-    // A component that does not load is reported by the state (log and
-    // metric); the instance keeps what it serves.
+    let component = bucket.fetch_component(digest).await?;
     let _ = state
         .activate(&component, &format!("bucket:{digest}"))
         .await;
-    Ok(())
+    Ok(Acted::Done)
 }
 
 /// Loads the component `shadow` names, unless it already runs as shadow.
-async fn apply_shadow(bucket: &Bucket, meta: &Meta, state: &RulesState) -> Result<(), BucketError> {
+async fn apply_shadow(
+    bucket: &Bucket,
+    meta: &Meta,
+    state: &RulesState,
+) -> Result<Acted, BucketError> {
     let bytes = bucket.reader.content(SHADOW, meta).await?;
     let pointer: Pointer = match parse(SHADOW, &bytes) {
         Ok(pointer) => pointer,
-        Err(e) => {
-            tracing::error!(error = %e, "the shadow deployment is not valid; skipped");
-            return Ok(());
-        }
+        Err(e) => return Ok(Acted::Skip(e.to_string())),
     };
     if state.shadow().is_some_and(|s| s.digest == pointer.digest) {
-        return Ok(());
+        return Ok(Acted::Done);
     }
-    let component = match bucket.fetch_component(&pointer.digest).await {
-        Ok(component) => component,
-        Err(e @ BucketError::Corrupt { .. }) => {
-            tracing::error!(error = %e, "the shadow component is damaged; skipped");
-            return Ok(());
-        }
-        Err(e) => return Err(e),
-    };
+    let component = bucket.fetch_component(&pointer.digest).await?;
     let origin = format!("bucket:{}", pointer.digest);
     let _ = state.set_shadow(&component, &origin).await;
-    Ok(())
+    Ok(Acted::Done)
 }

@@ -4,7 +4,8 @@
 //! Layout of the bucket (default `beaker-rules`):
 //! - `components/<sha256>`: the component's bytes, content-addressed;
 //! - `active`: a JSON [`Deployment`] naming the component every instance
-//!   should serve, with the history of earlier ones (for rollback);
+//!   should serve (or their own rules files), with the history of earlier
+//!   ones (for rollback);
 //! - `shadow`: a JSON [`Pointer`] naming the component to run as the
 //!   shadow; absent when there is none.
 //!
@@ -15,16 +16,17 @@
 //! ([`objects`]).
 
 mod changes;
+mod deployment;
 mod follow;
 mod objects;
 
 pub use changes::{ChangeError, Deployments, RolledBack};
+pub use deployment::{Deployment, FileRules, Pointer, Target};
 pub use follow::{follow, sync_once};
 
 use async_nats::jetstream::Context;
 use async_nats::jetstream::object_store::{self, ObjectStore};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::digest::Digest;
 use objects::Reader;
@@ -33,45 +35,6 @@ use objects::Reader;
 pub const ACTIVE: &str = "active";
 /// The object naming the shadow rules.
 pub const SHADOW: &str = "shadow";
-/// How many earlier deployments `active` remembers.
-const HISTORY: usize = 20;
-
-/// A component, by digest, with what it says of itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pointer {
-    pub digest: Digest,
-    pub name: String,
-    pub version: String,
-    pub deployed_at: DateTime<Utc>,
-}
-
-/// The content of `active`: the rules to serve and those served before.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Deployment {
-    #[serde(flatten)]
-    pub current: Pointer,
-    /// Earlier deployments, newest first.
-    #[serde(default)]
-    pub history: Vec<Pointer>,
-}
-
-impl Deployment {
-    /// `next` becomes active; what was active goes on top of the history.
-    pub fn succeed(previous: Option<Deployment>, next: Pointer) -> Deployment {
-        let mut history = Vec::new();
-        if let Some(previous) = previous {
-            history.push(previous.current);
-            history.extend(previous.history);
-        }
-        history.retain(|p| p.digest != next.digest || p.deployed_at != next.deployed_at);
-        history.truncate(HISTORY);
-        Deployment {
-            current: next,
-            history,
-        }
-    }
-}
-
 /// What went wrong with the bucket.
 #[derive(Debug, thiserror::Error)]
 pub enum BucketError {
@@ -83,6 +46,13 @@ pub enum BucketError {
     Write { object: String, reason: String },
     #[error("component {digest} in the bucket does not match its digest")]
     Corrupt { digest: Digest },
+    /// Bytes that will not become right by reading again.
+    #[error("{object} in the rules bucket is damaged: {reason}")]
+    Damaged { object: String, reason: String },
+    /// Part of an object not found: a replica still catching up, or an
+    /// object whose parts are gone.
+    #[error("{object} in the rules bucket is incomplete: {reason}")]
+    Incomplete { object: String, reason: String },
     #[error("{object} in the rules bucket is not valid: {reason}")]
     Invalid { object: String, reason: String },
 }
@@ -240,10 +210,13 @@ impl Bucket {
     /// stored under.
     pub async fn fetch_component(&self, digest: &Digest) -> Result<Vec<u8>, BucketError> {
         let name = component_object(digest);
-        let bytes = self.read(&name).await?.ok_or_else(|| BucketError::Read {
-            object: name.clone(),
-            reason: "not found".into(),
-        })?;
+        let bytes = self
+            .read(&name)
+            .await?
+            .ok_or_else(|| BucketError::Incomplete {
+                object: name.clone(),
+                reason: "not found".into(),
+            })?;
         if Digest::of(&bytes) != *digest {
             return Err(BucketError::Corrupt {
                 digest: digest.clone(),

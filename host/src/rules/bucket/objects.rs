@@ -41,6 +41,16 @@ pub struct Meta {
     pub deleted: bool,
 }
 
+/// The last write of an object's description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Described {
+    Written(Meta),
+    /// A delete marker (this host's, or any other client's).
+    Deleted,
+    /// Not a description this host can read: why.
+    Unreadable(String),
+}
+
 /// Reads objects from the bucket's stream.
 pub struct Reader {
     stream: Stream,
@@ -68,28 +78,32 @@ impl Reader {
     /// The description of `name` and the sequence it was written at, or
     /// `None` if there is none or it is deleted.
     pub async fn meta(&self, name: &str) -> Result<Option<(u64, Meta)>, BucketError> {
-        Ok(self
-            .latest(name)
-            .await?
-            .and_then(|(sequence, meta)| meta.map(|meta| (sequence, meta))))
+        match self.latest(name).await? {
+            None | Some((_, Described::Deleted)) => Ok(None),
+            Some((sequence, Described::Written(meta))) => Ok(Some((sequence, meta))),
+            Some((_, Described::Unreadable(reason))) => Err(BucketError::Invalid {
+                object: name.to_string(),
+                reason,
+            }),
+        }
     }
 
-    /// The last write of `name`'s description and its sequence: `None`
-    /// inside when that write deleted it, `None` outside when it was never
-    /// written. The sequence says which of two answers is newer, for a
-    /// reader that may be answered by a replica still catching up.
-    pub async fn latest(&self, name: &str) -> Result<Option<(u64, Option<Meta>)>, BucketError> {
+    /// The last write of `name`'s description and its sequence, or `None`
+    /// when it was never written. The sequence says which of two answers
+    /// is newer, for a reader that may be answered by a replica still
+    /// catching up, and lets a follower skip a bad write once.
+    pub async fn latest(&self, name: &str) -> Result<Option<(u64, Described)>, BucketError> {
         let subject = format!("$O.{}.M.{}", self.bucket, URL_SAFE.encode(name));
         let message = match self.last(name, &subject).await? {
             Got::Message(message) => message,
             Got::NotFound => return Ok(None),
         };
-        let meta: Meta =
-            serde_json::from_slice(&message.payload).map_err(|e| BucketError::Invalid {
-                object: name.to_string(),
-                reason: format!("its description is not readable: {e}"),
-            })?;
-        Ok(Some((message.sequence, (!meta.deleted).then_some(meta))))
+        let described = match serde_json::from_slice::<Meta>(&message.payload) {
+            Ok(meta) if meta.deleted => Described::Deleted,
+            Ok(meta) => Described::Written(meta),
+            Err(e) => Described::Unreadable(format!("its description is not readable: {e}")),
+        };
+        Ok(Some((message.sequence, described)))
     }
 
     /// A whole object, or `None` if it does not exist.
@@ -102,7 +116,7 @@ impl Reader {
 
     /// The bytes `meta` describes, checked against its size and digest.
     pub async fn content(&self, name: &str, meta: &Meta) -> Result<Vec<u8>, BucketError> {
-        let cut = |reason: String| BucketError::Read {
+        let damaged = |reason: String| BucketError::Damaged {
             object: name.to_string(),
             reason,
         };
@@ -118,16 +132,15 @@ impl Reader {
                 // A replica that has not caught up yet, or chunks purged by
                 // a newer version: either way, the next read will tell.
                 Got::NotFound => {
-                    return Err(cut(format!(
-                        "chunk {} of {} is missing",
-                        chunk + 1,
-                        meta.chunks
-                    )));
+                    return Err(BucketError::Incomplete {
+                        object: name.to_string(),
+                        reason: format!("chunk {} of {} is missing", chunk + 1, meta.chunks),
+                    });
                 }
             }
         }
         if bytes.len() as u64 != meta.size {
-            return Err(cut(format!(
+            return Err(damaged(format!(
                 "{} bytes read where {} were written",
                 bytes.len(),
                 meta.size
@@ -136,8 +149,8 @@ impl Reader {
         if let Some(expected) = meta.digest.as_deref().and_then(sha256_of_digest)
             && expected != Sha256::digest(&bytes).as_slice()
         {
-            return Err(cut(
-                "its bytes do not match the digest it was written with".into()
+            return Err(damaged(
+                "its bytes do not match the digest it was written with".into(),
             ));
         }
         Ok(bytes)

@@ -47,17 +47,33 @@ async fn one_deploy_reaches_every_instance_and_rollback_undoes_it() -> Result<()
     );
     assert_eq!(env.add("cap", 2000).await?.code, Some(409));
 
+    // Before the first deploy came the instances' rules files: rollback
+    // returns to them, and goes no further.
     let rolled_back = beaker_cli(&url, &["rules", "rollback"])?;
-    // Nothing was deployed through the bucket before: nothing to roll back to.
-    assert_eq!(rolled_back.status.code(), Some(1));
+    assert_eq!(
+        rolled_back.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&rolled_back.stderr)
+    );
+    let file_digest = sha256_file(&default_rules())?;
+    wait_for_rules(&env.client, 2, "the rollback to the files", |r| {
+        r.digest == *file_digest && r.origin.starts_with("file:")
+    })
+    .await?;
+    assert!(env.add("cap", 2000).await?.ok());
+    let further = beaker_cli(&url, &["rules", "rollback"])?;
+    assert_eq!(further.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&further.stderr);
+    assert!(said.contains("already serve their rules files"), "{said}");
 
-    // Deploy the defaults, then roll back to the threshold rules.
+    // Deploy the threshold rules and then the defaults; roll back to the
+    // threshold rules.
     let default = default_rules();
-    let again = beaker_cli(
-        &url,
-        &["rules", "deploy", default.to_str().unwrap_or_default()],
-    )?;
-    assert_eq!(again.status.code(), Some(0));
+    for rules in [path, default.to_str().unwrap_or_default()] {
+        let deployed = beaker_cli(&url, &["rules", "deploy", rules])?;
+        assert_eq!(deployed.status.code(), Some(0), "{rules}");
+    }
     assert!(env.add("cap", 2000).await?.ok());
     let rolled_back = beaker_cli(&url, &["rules", "rollback"])?;
     assert_eq!(

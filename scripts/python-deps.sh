@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# What `make api-fuzz` needs: Python 3 with venv, and schemathesis (pinned
-# in tests/fuzz/requirements.txt) in a virtual environment under
-# .beaker/venv. Installs what is missing; does nothing when all is there.
+# The Python the tests need: Python 3 with venv, and the packages pinned in
+# tests/python/requirements.txt (schemathesis for `make api-fuzz`, nats-py
+# for `make test`) in a virtual environment under .beaker/venv. Installs
+# what is missing; does nothing when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.beaker/venv
-REQUIREMENTS=tests/fuzz/requirements.txt
+REQUIREMENTS=tests/python/requirements.txt
 
-SCRIPT=fuzz-deps
+SCRIPT=python-deps
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
