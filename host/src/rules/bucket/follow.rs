@@ -10,6 +10,7 @@
 //! interval per instance, and a deploy reaches every instance within one
 //! interval, through failovers included.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,10 +101,10 @@ struct Follower {
     /// up, whose older answer must not swap the rules back.
     active_seen: Option<u64>,
     shadow_seen: Option<u64>,
-    /// A write whose parts were not found, and how many looks found them
-    /// missing: a replica catching up is given a few looks, then the write
-    /// is skipped.
-    incomplete: Option<(u64, u32)>,
+    /// Per object, a write whose parts were not found and how many looks
+    /// found them missing: a replica catching up is given a few looks,
+    /// then the write is skipped.
+    incomplete: HashMap<&'static str, (u64, u32)>,
 }
 
 /// Looks that may find a write incomplete before it is skipped.
@@ -126,7 +127,7 @@ impl Follower {
             bucket: None,
             active_seen: None,
             shadow_seen: None,
-            incomplete: None,
+            incomplete: HashMap::new(),
         }
     }
 
@@ -193,26 +194,33 @@ impl Follower {
     /// after [`INCOMPLETE_LOOKS`] looks.
     fn settle(
         &mut self,
-        object: &str,
+        object: &'static str,
         sequence: u64,
         acted: Result<Acted, BucketError>,
         state: &RulesState,
     ) -> Result<bool, BucketError> {
         let reason = match acted {
-            Ok(Acted::Done) => return Ok(true),
+            Ok(Acted::Done) => {
+                self.incomplete.remove(object);
+                return Ok(true);
+            }
             Ok(Acted::Skip(reason)) => reason,
-            Err(e @ (BucketError::Damaged { .. } | BucketError::Corrupt { .. })) => e.to_string(),
+            Err(
+                e @ (BucketError::Damaged { .. }
+                | BucketError::Corrupt { .. }
+                | BucketError::Invalid { .. }),
+            ) => e.to_string(),
             Err(e @ BucketError::Incomplete { .. }) => {
-                let looks = match self.incomplete {
-                    Some((seen, looks)) if seen == sequence => looks + 1,
+                let looks = match self.incomplete.get(object) {
+                    Some(&(seen, looks)) if seen == sequence => looks + 1,
                     _ => 1,
                 };
                 if looks < INCOMPLETE_LOOKS {
-                    self.incomplete = Some((sequence, looks));
+                    self.incomplete.insert(object, (sequence, looks));
                     tracing::debug!(object, sequence, error = %e, "a write of the rules bucket is incomplete; looking again");
                     return Ok(false);
                 }
-                self.incomplete = None;
+                self.incomplete.remove(object);
                 format!("{e} ({looks} looks)")
             }
             Err(e) => return Err(e),
