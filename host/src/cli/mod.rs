@@ -276,6 +276,8 @@ mod tests {
             ],
             &["beaker", "rules", "promote"],
             &["beaker", "rules", "drop-shadow"],
+            &["beaker", "rules", "new", "my-rules"],
+            &["beaker", "rules", "wit"],
         ] {
             if let Err(e) = Cli::try_parse_from(line) {
                 panic!("{line:?}: {e}");

@@ -6,8 +6,10 @@
 mod check;
 mod deploy;
 mod history;
+mod new;
 mod progress;
 mod replay;
+mod scaffold;
 mod status;
 mod table;
 
@@ -155,6 +157,20 @@ pub enum RulesCommand {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Start a rules project in a new folder: the default rules in Rust,
+    /// JavaScript or Python, renamed NAME 0.1.0, with the WIT this binary
+    /// speaks, pinned tools, a build script, a table of cases and a README
+    /// with the commands from build to promote. Writing it needs no
+    /// repository and no network.
+    ///
+    /// Exit status: 0 written, 1 a file could not be written, 2 a bad NAME
+    /// or option, 3 DIR exists and is not empty.
+    New(new::NewArgs),
+    /// Print the WIT this binary speaks (the beaker:inventory/rules world a
+    /// rules component implements), or write it to DIR/inventory.wit.
+    ///
+    /// Exit status: 0 printed or written, 1 it could not be.
+    Wit(new::WitArgs),
 }
 
 /// Where the instances and the bucket are.
@@ -217,6 +233,8 @@ pub async fn run(command: RulesCommand) -> ExitCode {
         }
         RulesCommand::Promote { remote } => deploy::promote(&remote).await,
         RulesCommand::DropShadow { remote } => deploy::drop_shadow(&remote).await,
+        RulesCommand::New(args) => new::new(&args),
+        RulesCommand::Wit(args) => new::wit(&args),
     }
 }
 
