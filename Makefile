@@ -46,6 +46,16 @@ rules-js: ## The default rules in JavaScript (examples/rules-js): target/rules-j
 rules-py: ## The default rules in Python (examples/rules-py): target/rules-py/beaker_rules_py.wasm
 	examples/rules-py/build.sh
 
+# The projects `beaker rules new` writes, outside the repository, built as
+# their READMEs say. The Rust one (built offline, checked, deployed) is part
+# of `make test` too; the JavaScript and Python ones install their pinned
+# tools (npm, pip) afresh on every run, so only this runs them.
+.PHONY: test-rules-new
+test-rules-new: ## Rules projects from `beaker rules new` in Rust, JavaScript and Python: built and checked
+	@scripts/services.sh test
+	@$(MAKE) --no-print-directory build
+	$(NEXTEST) --run-ignored all -E 'test(/^rules_new::/)'
+
 services: ## Install/start NATS (JetStream) and PostgreSQL if they are not already answering
 	@scripts/services.sh up
 

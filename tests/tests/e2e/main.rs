@@ -24,6 +24,7 @@ mod openapi;
 mod outbox;
 mod properties;
 mod rules_lifecycle;
+mod rules_new;
 mod sandbox;
 mod secure_nats;
 mod shutdown;

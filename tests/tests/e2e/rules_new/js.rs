@@ -1,0 +1,26 @@
+//! A JavaScript project, scaffolded outside the repository: its build
+//! script installs the pinned packages and builds it, its unit tests pass
+//! under Node, and the component passes its own cases.
+
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::{check_passes, run_in, scaffold};
+
+#[test]
+#[ignore = "installs its npm packages afresh: run with `make test-rules-new`"]
+fn rules_new_js_project_builds_and_passes_its_cases() -> Result<()> {
+    let temp = tempfile::tempdir()?;
+    let project = scaffold(temp.path(), "shelf-rules-js", "js")?;
+    let started = Instant::now();
+    let built = run_in(&project, "./build.sh", &[], &[])?;
+    eprintln!(
+        "built in {:.1} s\n{}",
+        started.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&built.stderr)
+    );
+    run_in(&project, "npm", &["test", "--silent"], &[])?;
+    // SpiderMonkey needs about 9 MiB, more than the default cap.
+    check_passes(&project, "shelf-rules-js", &["--rules-memory-mib", "16"])
+}
