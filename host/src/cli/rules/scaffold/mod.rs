@@ -20,9 +20,13 @@ pub(super) const WIT: &str = include_str!("../../../../../wit/inventory.wit");
 
 /// The default rules' table of decision cases.
 const CASES: &str = include_str!("../../../../../examples/cases/default-rules.cases");
-/// The line the cases table's own header ends with; what precedes it
-/// names the repository's paths, so a project gets a header of its own.
-const CASES_COLUMNS: &str = "# op ";
+/// The table's first lines, which name the repository's paths: a project
+/// gets lines of its own instead, as many, because a case's default SKU is
+/// `case-N`, N its line number, and messages the cases expect name it.
+const CASES_RUN_WITH: &str = "# Decision cases for the default rules (guest/), run with
+#   beaker rules check target/wasm32-wasip2/release/beaker_rules.wasm \\
+#     --cases examples/cases/default-rules.cases
+";
 const CASES_HEADER: &str = include_str!("templates/common/cases-header.tmpl");
 const GITIGNORE: &str = include_str!("templates/common/gitignore.tmpl");
 const DEPLOY: &str = include_str!("templates/common/deploy.md.tmpl");
@@ -129,12 +133,14 @@ impl Project<'_> {
         format!("{}.cases", self.name)
     }
 
-    /// The default table of cases under a header naming this project.
+    /// The default table of cases, its first lines naming this project.
     fn cases(&self) -> Result<String, TemplateError> {
-        let columns = CASES
-            .find(CASES_COLUMNS)
-            .ok_or_else(|| anchor_missing("examples/cases/default-rules.cases", CASES_COLUMNS))?;
-        Ok(self.render(CASES_HEADER, &[]) + &CASES[columns..])
+        replace_once(
+            "examples/cases/default-rules.cases",
+            CASES,
+            CASES_RUN_WITH,
+            &self.render(CASES_HEADER, &[]),
+        )
     }
 
     /// The README's section on checking and deploying, the same for every
@@ -276,22 +282,30 @@ mod tests {
         }
     }
 
-    /// The project's table is the default one, its own header aside.
+    /// The project's table is the default one line for line: only the
+    /// first lines, which say how to run it, are the project's own.
     #[test]
-    fn the_cases_are_the_default_rules_table_under_a_header_of_the_project() {
+    fn the_cases_are_the_default_rules_table_line_for_line() {
+        assert_eq!(CASES.matches(CASES_RUN_WITH).count(), 1);
+        assert!(CASES.starts_with(CASES_RUN_WITH));
         let files = project(Lang::Js);
         let cases = files
             .iter()
             .find(|f| f.path == format!("{NAME}.cases"))
             .map(|f| f.text.as_str())
             .unwrap_or_default();
-        assert_eq!(count_cases(cases), count_cases(CASES));
+        assert_eq!(cases.lines().count(), CASES.lines().count());
+        let header = CASES_RUN_WITH.lines().count();
+        assert!(
+            cases.lines().skip(header).eq(CASES.lines().skip(header)),
+            "{cases}"
+        );
         assert!(count_cases(CASES) >= 12);
         assert!(cases.starts_with(&format!("# Decision cases for {NAME},")));
         assert!(cases.contains(&format!(
-            "beaker rules check target/{NAME}.wasm --cases {NAME}.cases --rules-memory-mib 16\n"
+            "beaker rules check target/{NAME}.wasm \\\n#     --cases {NAME}.cases --rules-memory-mib 16\n"
         )));
-        assert!(!cases.contains("examples/cases"), "{cases}");
+        assert!(!cases.contains("examples/cases/default-rules"), "{cases}");
     }
 
     #[test]
