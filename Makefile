@@ -54,7 +54,7 @@ rules-py: ## The default rules in Python (examples/rules-py): target/rules-py/be
 test-rules-new: ## Rules projects from `beaker rules new` in Rust, JavaScript and Python: built and checked
 	@scripts/services.sh test
 	@$(MAKE) --no-print-directory build
-	$(NEXTEST) --run-ignored all -E 'test(/^rules_new::/)'
+	$(NEXTEST) -E 'test(/^rules_new::/)'
 
 services: ## Install/start NATS (JetStream) and PostgreSQL if they are not already answering
 	@scripts/services.sh up

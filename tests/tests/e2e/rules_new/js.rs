@@ -9,7 +9,6 @@ use anyhow::Result;
 use super::{check_passes, run_in, scaffold};
 
 #[test]
-#[ignore = "installs its npm packages afresh: run with `make test-rules-new`"]
 fn rules_new_js_project_builds_and_passes_its_cases() -> Result<()> {
     let temp = tempfile::tempdir()?;
     let project = scaffold(temp.path(), "shelf-rules-js", "js")?;

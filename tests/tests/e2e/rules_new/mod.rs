@@ -2,10 +2,11 @@
 //! outside the repository from the binary alone, built the way its README
 //! says, passing its own cases and deployed; and what the commands refuse.
 //!
-//! The Rust project is part of `make test`. The JavaScript and Python ones
-//! install their pinned tools from the package registries on every run and
-//! build an engine into the component (half a minute each when the machine
-//! is idle), so they are ignored there and run by `make test-rules-new`.
+//! All three languages are part of `make test` (and so of CI): the
+//! JavaScript and Python projects install their pinned tools from the
+//! package registries on every run and build an engine into the component,
+//! half a minute each when the machine is idle, which is what an author's
+//! first build costs too. `make test-rules-new` runs these tests alone.
 
 mod cli;
 mod js;
