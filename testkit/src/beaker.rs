@@ -349,3 +349,28 @@ pub fn beaker_cli(nats_url: &str, args: &[&str]) -> Result<std::process::Output>
         .env("BEAKER_LOG_FORMAT", "json")
         .output()?)
 }
+
+/// What a run of the CLI said: its exit status, stdout and stderr as text.
+#[derive(Debug, Clone)]
+pub struct CliRun {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliRun {
+    /// `(code, stdout, stderr)`, for a test that names them itself.
+    pub fn into_parts(self) -> (Option<i32>, String, String) {
+        (self.code, self.stdout, self.stderr)
+    }
+}
+
+/// [`beaker_cli`], its output as text: what the tests of a command read.
+pub fn beaker_cli_run(nats_url: &str, args: &[&str]) -> Result<CliRun> {
+    let output = beaker_cli(nats_url, args)?;
+    Ok(CliRun {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}

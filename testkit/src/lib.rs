@@ -36,7 +36,7 @@ pub mod proxy;
 pub mod secure;
 pub mod stream;
 
-pub use beaker::{Beaker, BeakerConfig, GATEWAY_TOKEN, beaker_cli};
+pub use beaker::{Beaker, BeakerConfig, CliRun, GATEWAY_TOKEN, beaker_cli, beaker_cli_run};
 pub use client::{Answer, answer_from, call, call_with_headers, server_roundtrip, wait_until};
 pub use cluster::NatsCluster;
 pub use contract::Contract;

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use beaker_testkit::beaker_cli;
+use beaker_testkit::{beaker_cli, beaker_cli_run};
 use serde_json::Value;
 
 use super::default_rules;
@@ -24,12 +24,7 @@ fn check(rules: &Path, table: &str, extra: &[&str]) -> Result<(Option<i32>, Stri
         cases.to_str().unwrap_or_default(),
     ];
     args.extend_from_slice(extra);
-    let output = beaker_cli("nats://127.0.0.1:1", &args)?;
-    Ok((
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    ))
+    Ok(beaker_cli_run("nats://127.0.0.1:1", &args)?.into_parts())
 }
 
 const MESSAGE: &str = "cannot remove 11 units of widget-7: only 10 in stock";

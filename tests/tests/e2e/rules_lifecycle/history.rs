@@ -3,19 +3,14 @@
 //! `rules status` saying since when the active rules are active.
 
 use anyhow::{Context, Result};
-use beaker_testkit::{TestEnv, beaker_cli, sha256_file, wait_for_rules};
+use beaker_testkit::{TestEnv, beaker_cli_run, sha256_file, wait_for_rules};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{default_rules, threshold_rules};
 
 fn run(url: &str, args: &[&str]) -> Result<(Option<i32>, String, String)> {
-    let output = beaker_cli(url, args)?;
-    Ok((
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    ))
+    Ok(beaker_cli_run(url, args)?.into_parts())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

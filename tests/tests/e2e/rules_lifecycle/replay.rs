@@ -3,7 +3,7 @@
 //! decided otherwise; read only.
 
 use anyhow::{Context, Result};
-use beaker_testkit::{TestEnv, beaker_cli};
+use beaker_testkit::{TestEnv, beaker_cli, beaker_cli_run};
 use serde_json::Value;
 
 use super::{default_rules, threshold_rules};
@@ -21,12 +21,7 @@ fn replay(
         &env.db.url,
     ];
     args.extend_from_slice(extra);
-    let output = beaker_cli(&env.nats.url(), &args)?;
-    Ok((
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    ))
+    Ok(beaker_cli_run(&env.nats.url(), &args)?.into_parts())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
