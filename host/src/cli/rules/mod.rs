@@ -238,9 +238,15 @@ pub async fn run(command: RulesCommand) -> ExitCode {
     }
 }
 
-/// Who changes the rules, as deployments record it: `user@host`, from the
-/// environment (`USER` or `LOGNAME`) and the kernel's host name.
+/// Who changes the rules, as deployments record it: `BEAKER_OPERATOR` when
+/// set (a pipeline names itself), else `user@host`, from the environment
+/// (`USER` or `LOGNAME`) and the kernel's host name.
 pub(super) fn operator() -> String {
+    if let Ok(named) = std::env::var("BEAKER_OPERATOR")
+        && !named.trim().is_empty()
+    {
+        return named.trim().to_string();
+    }
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into());

@@ -3,7 +3,7 @@
 //! `rules status` saying since when the active rules are active.
 
 use anyhow::{Context, Result};
-use beaker_testkit::{TestEnv, beaker_cli_run, sha256_file, wait_for_rules};
+use beaker_testkit::{TestEnv, beaker_bin, beaker_cli_run, sha256_file, wait_for_rules};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -31,13 +31,18 @@ async fn history_lists_every_deployment_and_rollback_returns_to_any() -> Result<
     assert!(err.contains("nothing was deployed"), "{err}");
 
     let before = Utc::now();
-    for rules in [&threshold, &default] {
-        let (code, _, err) = run(
-            &url,
-            &["rules", "deploy", rules.to_str().unwrap_or_default()],
-        )?;
-        assert_eq!(code, Some(0), "{err}");
-    }
+    let (code, _, err) = run(
+        &url,
+        &["rules", "deploy", threshold.to_str().unwrap_or_default()],
+    )?;
+    assert_eq!(code, Some(0), "{err}");
+    // A pipeline names itself.
+    let by_pipeline = std::process::Command::new(beaker_bin())
+        .args(["rules", "deploy", default.to_str().unwrap_or_default()])
+        .env("NATS_URL", &url)
+        .env("BEAKER_OPERATOR", "release-pipeline")
+        .output()?;
+    assert_eq!(by_pipeline.status.code(), Some(0), "{by_pipeline:?}");
     let reports = wait_for_rules(&env.client, 1, "the default rules", |r| {
         r.digest == *default_digest
     })
@@ -69,7 +74,11 @@ async fn history_lists_every_deployment_and_rollback_returns_to_any() -> Result<
         lines[3].starts_with("earlier") && lines[3].contains("rules file"),
         "{out}"
     );
-    assert!(lines[1].contains('@'), "user@host recorded: {out}");
+    assert!(
+        lines[1].contains("release-pipeline"),
+        "who deployed it: {out}"
+    );
+    assert!(lines[2].contains('@'), "user@host when not named: {out}");
     let (_, json, _) = run(&url, &["rules", "history", "--json"])?;
     let document: Value = serde_json::from_str(&json)?;
     let entries = document["deployments"].as_array().context("deployments")?;
