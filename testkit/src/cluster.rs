@@ -207,20 +207,44 @@ impl NatsCluster {
         }
     }
 
-    /// The index of the server that leads `stream`'s replicas now.
+    /// The index of the server that leads `stream`'s replicas, waiting (at
+    /// most `LEADER_WITHIN`) until it exists and has a leader: on a fresh
+    /// cluster the hosts serve at once and create their stream in the
+    /// background, so a fault drawn early may come before it exists.
     pub async fn stream_leader(&self, client: &async_nats::Client, stream: &str) -> Result<usize> {
-        let answer = client
-            .request(format!("$JS.API.STREAM.INFO.{stream}"), bytes::Bytes::new())
+        const LEADER_WITHIN: Duration = Duration::from_secs(30);
+        let deadline = Instant::now() + LEADER_WITHIN;
+        loop {
+            let answer = tokio::time::timeout(
+                Duration::from_secs(5),
+                client.request(format!("$JS.API.STREAM.INFO.{stream}"), bytes::Bytes::new()),
+            )
             .await
-            .with_context(|| format!("stream info of {stream}"))?;
-        let info: Value = serde_json::from_slice(&answer.payload)?;
-        let leader = info["cluster"]["leader"]
-            .as_str()
-            .with_context(|| format!("{stream} reports no leader: {info}"))?;
-        self.names
-            .iter()
-            .position(|n| n == leader)
-            .with_context(|| format!("{stream}'s leader {leader} is none of {:?}", self.names))
+            .map_err(anyhow::Error::from)
+            .and_then(|answer| answer.map_err(anyhow::Error::from));
+            let info: Option<Value> = answer
+                .ok()
+                .and_then(|answer| serde_json::from_slice(&answer.payload).ok());
+            if let Some(leader) = info
+                .as_ref()
+                .and_then(|info| info["cluster"]["leader"].as_str())
+            {
+                return self
+                    .names
+                    .iter()
+                    .position(|n| n == leader)
+                    .with_context(|| {
+                        format!("{stream}'s leader {leader} is none of {:?}", self.names)
+                    });
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{stream} reports no leader within {LEADER_WITHIN:?}: {}",
+                    info.map_or_else(|| "no answer".to_string(), |i| i.to_string())
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 

@@ -1,8 +1,10 @@
 //! Where things are: the workspace, the binaries and components `make
 //! build` makes, each test's output folder, free ports.
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use anyhow::{Context, Result};
 
@@ -73,7 +75,8 @@ pub fn output_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A free TCP port on loopback, below the kernel's ephemeral range.
+/// A free TCP port on loopback, below the kernel's ephemeral range, never
+/// the same twice in one process.
 ///
 /// A port the kernel hands out (`bind` to port 0) comes from the range it
 /// also uses for every outgoing connection, and a fault test kills a
@@ -81,18 +84,29 @@ pub fn output_dir(name: &str) -> PathBuf {
 /// between, any connection made on the machine could take one of them
 /// (seen in CI: a restarted nats-server found its monitoring port taken).
 /// Ports below the range are taken only by a listener that asks for them.
+///
+/// A port is free when it is drawn, not when a server binds it: a cluster
+/// draws nine before its first server starts, and a random draw may repeat
+/// (seen in a soak: one server's route port was another's client port, and
+/// that server never started). So every port handed out is remembered and
+/// never drawn again by this process.
 pub fn free_port() -> Result<u16> {
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     const FLOOR: u16 = 10_000;
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
     let ceiling = ephemeral_floor().unwrap_or(32_768);
     if ceiling > FLOOR + 1_000 {
         for _ in 0..1_000 {
             let port = fastrand::u16(FLOOR..ceiling);
-            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                handed_out.insert(port);
                 return Ok(port);
             }
         }
     }
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    handed_out.insert(port);
+    Ok(port)
 }
 
 /// The first port of the kernel's ephemeral range.
