@@ -47,9 +47,9 @@ rules-py: ## The default rules in Python (examples/rules-py): target/rules-py/be
 	examples/rules-py/build.sh
 
 # The projects `beaker rules new` writes, outside the repository, built as
-# their READMEs say. The Rust one (built offline, checked, deployed) is part
-# of `make test` too; the JavaScript and Python ones install their pinned
-# tools (npm, pip) afresh on every run, so only this runs them.
+# their READMEs say (Rust offline, checked and deployed; JavaScript and
+# Python installing their pinned tools afresh): part of `make test`, and
+# here alone.
 .PHONY: test-rules-new
 test-rules-new: ## Rules projects from `beaker rules new` in Rust, JavaScript and Python: built and checked
 	@scripts/services.sh test
