@@ -119,12 +119,11 @@ pub(super) async fn start(
     ));
     // Deployed rules win over the file: a new instance serves what the
     // others serve from its first request, when the bucket answers in time.
-    if let Some(bucket) = &sources.bucket {
-        let synced = tokio::time::timeout(
-            BUCKET_AT_START,
-            rules::bucket::sync_once(&js, bucket, sources.bucket_replicas, &rules),
-        )
-        .await;
+    let mut follower = sources.bucket.as_ref().map(|bucket| {
+        rules::bucket::Follower::new(js.clone(), bucket.clone(), sources.bucket_replicas, &rules)
+    });
+    if let Some(follower) = &mut follower {
+        let synced = tokio::time::timeout(BUCKET_AT_START, follower.sync(&rules)).await;
         match synced {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -239,11 +238,9 @@ pub(super) async fn start(
             stop_rx.clone(),
         )));
     }
-    if let Some(bucket) = &sources.bucket {
+    if let Some(follower) = follower {
         rules_watchers.push(tokio::spawn(rules::bucket::follow(
-            js.clone(),
-            bucket.clone(),
-            sources.bucket_replicas,
+            follower,
             sources.bucket_poll,
             rules.clone(),
             stop_rx.clone(),

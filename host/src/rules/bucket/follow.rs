@@ -26,16 +26,14 @@ use crate::rules::state::RulesState;
 const LOOK_WITHIN: Duration = Duration::from_secs(5);
 
 /// Follows the bucket until `stop` turns true, looking every `every`.
+/// `follower` is the one that synced at start: what it saw (and skipped)
+/// then is not acted on, or reported, a second time.
 pub async fn follow(
-    js: jetstream::Context,
-    bucket: String,
-    replicas: usize,
+    mut follower: Follower,
     every: Duration,
     state: Arc<RulesState>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut follower = Follower::new(js, bucket, replicas);
-    state.bucket.following(&follower.name);
     loop {
         let looked = tokio::select! {
             () = crate::shutdown::stopped(&mut stop) => return,
@@ -72,23 +70,8 @@ pub async fn follow(
     }
 }
 
-/// Applies what the bucket names right now (used once at start, before
-/// the endpoints open, so that a new instance serves the deployed rules
-/// from its first request).
-pub async fn sync_once(
-    js: &jetstream::Context,
-    bucket: &str,
-    replicas: usize,
-    state: &RulesState,
-) -> Result<(), BucketError> {
-    state.bucket.following(bucket);
-    Follower::new(js.clone(), bucket.to_string(), replicas)
-        .look(state)
-        .await
-}
-
 /// What one instance has seen of the bucket.
-struct Follower {
+pub struct Follower {
     js: jetstream::Context,
     name: String,
     replicas: usize,
@@ -119,7 +102,14 @@ enum Acted {
 }
 
 impl Follower {
-    fn new(js: jetstream::Context, name: String, replicas: usize) -> Follower {
+    /// A follower of `name`; `state` reports it from now on.
+    pub fn new(
+        js: jetstream::Context,
+        name: String,
+        replicas: usize,
+        state: &RulesState,
+    ) -> Follower {
+        state.bucket.following(&name);
         Follower {
             js,
             name,
@@ -129,6 +119,13 @@ impl Follower {
             shadow_seen: None,
             incomplete: HashMap::new(),
         }
+    }
+
+    /// Applies what the bucket names right now. Used once at start, before
+    /// the endpoints open, so that a new instance serves the deployed rules
+    /// from its first request; then [`follow`] goes on from what it saw.
+    pub async fn sync(&mut self, state: &RulesState) -> Result<(), BucketError> {
+        self.look(state).await
     }
 
     async fn look(&mut self, state: &RulesState) -> Result<(), BucketError> {

@@ -22,7 +22,7 @@ mod objects;
 
 pub use changes::{ChangeError, Deployments, RolledBack};
 pub use deployment::{Deployment, FileRules, Pointer, Target};
-pub use follow::{follow, sync_once};
+pub use follow::{Follower, follow};
 
 use async_nats::jetstream::Context;
 use async_nats::jetstream::object_store::{self, ObjectStore};
